@@ -1,0 +1,164 @@
+"""Benchmark of the rasterizer and mesh_renderer (issue: renderer targets).
+
+Scene: batch 4, 224 x 224, the real BFM09 front-face topology (35,709 vertices,
+70,789 triangles) on a face-like surface filling most of the image, seen by
+Deep3D's camera. Falls back to a 134 x 134 grid (35,912 vertices / 71,824
+triangles) when ../shared is absent. Each configuration runs in a subprocess,
+since TensorFlow fixes its intra-op thread count at start-up.
+
+  python bench/renderer_bench.py --output=bench/results/renderer.json
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("batch_size", 4, "Images per batch.")
+flags.DEFINE_integer("image_size", 224, "Width and height in pixels.")
+flags.DEFINE_integer("repeats", 20, "Timed repetitions per measurement.")
+flags.DEFINE_list("threads", ["1", "0"], "Intra-op thread counts to run (0 = TF default).")
+flags.DEFINE_string("topology", os.path.join(os.path.dirname(__file__), "..", "..", "shared",
+                                              "data", "deep3d", "BFM", "facemodel_info.mat"),
+                    "facemodel_info.mat with the BFM front-face triangles.")
+flags.DEFINE_string("output", None, "Optional JSON output path (also printed).")
+flags.DEFINE_integer("child_threads", None, "Internal: run one configuration in-process.")
+
+DEEP3D_CAMERA_DISTANCE = 10.0  # dm, SPEC 2.9
+DEEP3D_FOV_Y = 12.5936  # degrees, 2 atan(112 / 1015)
+
+
+def _scene(batch_size):
+  import numpy as np
+  from renderer import scenes
+  if os.path.isfile(FLAGS.topology):
+    triangles = scenes.load_topology(FLAGS.topology)
+    vertices, normals = scenes.face_like_mesh(triangles)
+    name = "bfm_front_topology"
+  else:
+    vertices, triangles = scenes.grid_mesh(133, 133, 0.85, 1.05)
+    vertices[:, 2] = 0.3 * np.cos(vertices[:, 0]) * np.cos(vertices[:, 1])
+    normals = scenes.vertex_normals(vertices, triangles)
+    name = "grid"
+  rng = np.random.default_rng(0)
+  angles = rng.uniform(-0.2, 0.2, size=(batch_size, 3))
+  verts, norms = [], []
+  for a in angles:  # small per-image rotations so images differ
+    cx, cy, cz = np.cos(a)
+    sx, sy, sz = np.sin(a)
+    rot = (np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]]) @
+           np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]]) @
+           np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]]))
+    verts.append(vertices @ rot.T)
+    norms.append(normals @ rot.T)
+  colors = rng.uniform(0.2, 0.9, size=(batch_size, len(vertices), 3))
+  f32 = lambda x: np.asarray(x, np.float32)
+  return name, f32(verts), triangles, f32(norms), f32(colors)
+
+
+def _run_child(threads):
+  import tensorflow as tf
+  tf.config.threading.set_intra_op_parallelism_threads(threads)
+  tf.config.threading.set_inter_op_parallelism_threads(1 if threads == 1 else 0)
+  import renderer
+  from bench.timing import measure
+
+  size, batch = FLAGS.image_size, FLAGS.batch_size
+  name, vertices, triangles, normals, colors = _scene(batch)
+  vertices, normals, colors = map(tf.constant, (vertices, normals, colors))
+  triangles = tf.constant(triangles)
+  eye = tf.constant([0.0, 0.0, DEEP3D_CAMERA_DISTANCE])
+  view = renderer.camera_utils.look_at(tf.tile(eye[None], [batch, 1]), tf.zeros([batch, 3]),
+                                       tf.tile([[0.0, 1.0, 0.0]], [batch, 1]))
+  proj = renderer.camera_utils.perspective(1.0, tf.fill([batch], DEEP3D_FOV_Y),
+                                           tf.fill([batch], 0.01), tf.fill([batch], 50.0))
+  clip = renderer.camera_utils.transform_homogeneous(tf.matmul(proj, view), vertices)
+  weights = tf.random.stateless_uniform([batch, size, size, 3], seed=[1, 2])
+  lights = tf.tile([[[0.0, 0.0, DEEP3D_CAMERA_DISTANCE]]], [batch, 1, 1])
+  intensities = tf.ones([batch, 1, 3])
+  ambient = tf.fill([batch, 3], 0.3)
+
+  @tf.function
+  def rasterize_fwd(clip):
+    return renderer.rasterize(clip, triangles, size, size)
+
+  @tf.function
+  def rasterize_fwd_bwd(clip):
+    with tf.GradientTape() as tape:
+      tape.watch(clip)
+      bary = renderer.rasterize(clip, triangles, size, size).barycentrics
+      loss = tf.reduce_sum(bary * weights)
+    return tape.gradient(loss, clip)
+
+  def render(vertices, colors):
+    return renderer.mesh_renderer(vertices, triangles, normals, colors, eye, [0.0, 0.0, 0.0],
+                                  [0.0, 1.0, 0.0], lights, intensities, size, size,
+                                  ambient_color=ambient, fov_y=DEEP3D_FOV_Y, near_clip=0.01,
+                                  far_clip=50.0)
+
+  @tf.function
+  def render_fwd(vertices, colors):
+    return render(vertices, colors)
+
+  @tf.function
+  def render_fwd_bwd(vertices, colors):
+    with tf.GradientTape() as tape:
+      tape.watch([vertices, colors])
+      loss = tf.reduce_sum(render(vertices, colors)[..., :3] * weights)
+    return tape.gradient(loss, [vertices, colors])
+
+  coverage = float(tf.reduce_mean(tf.cast(rasterize_fwd(clip).triangle_ids >= 0, tf.float32)))
+  sync = lambda r: tf.nest.map_structure(lambda t: t.numpy(), r)
+  results = {
+      "rasterize_forward": measure(lambda: sync(rasterize_fwd(clip)), FLAGS.repeats),
+      "rasterize_forward_backward": measure(lambda: sync(rasterize_fwd_bwd(clip)),
+                                            FLAGS.repeats),
+      "mesh_renderer_forward": measure(lambda: sync(render_fwd(vertices, colors)),
+                                       FLAGS.repeats),
+      "mesh_renderer_forward_backward": measure(
+          lambda: sync(render_fwd_bwd(vertices, colors)), FLAGS.repeats),
+  }
+  return {
+      "scene": name,
+      "vertices": int(vertices.shape[1]),
+      "triangles": int(triangles.shape[0]),
+      "covered_pixel_fraction": round(coverage, 4),
+      "intra_op_threads": threads,
+      "results": results,
+  }
+
+
+def main(argv):
+  del argv
+  if FLAGS.child_threads is not None:
+    print(json.dumps(_run_child(FLAGS.child_threads)))
+    return
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  runs = []
+  for threads in FLAGS.threads:
+    logging.info("running configuration: intra_op_threads=%s", threads)
+    args = [sys.executable, "-m", "bench.renderer_bench", f"--child_threads={threads}"] + [
+        f"--{f}={FLAGS[f].value}" for f in ("batch_size", "image_size", "repeats", "topology")]
+    out = subprocess.run(args, cwd=root, capture_output=True, text=True,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    if out.returncode != 0:
+      logging.error("configuration failed:\n%s", out.stderr[-3000:])
+      raise SystemExit(1)
+    runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+  report = {"benchmark": "renderer", "batch_size": FLAGS.batch_size,
+            "image_size": FLAGS.image_size, "cpu_count": os.cpu_count(), "runs": runs}
+  text = json.dumps(report, indent=2)
+  print(text)
+  if FLAGS.output:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+    tmp = FLAGS.output + ".tmp"
+    with open(tmp, "w") as f:
+      f.write(text + "\n")
+    os.replace(tmp, FLAGS.output)
+
+
+if __name__ == "__main__":
+  app.run(main)

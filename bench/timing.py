@@ -1,0 +1,23 @@
+"""Shared timing helper for the benchmarks: median/min wall and CPU time."""
+
+import statistics
+import time
+
+
+def measure(fn, repeats, warmup=2):
+  """Runs fn() warmup + repeats times; returns wall/CPU ms statistics of the repeats."""
+  for _ in range(warmup):
+    fn()
+  wall, cpu = [], []
+  for _ in range(repeats):
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    cpu.append((time.process_time() - c0) * 1e3)
+    wall.append((time.perf_counter() - w0) * 1e3)
+  return {
+      "wall_ms_median": round(statistics.median(wall), 3),
+      "wall_ms_min": round(min(wall), 3),
+      "cpu_ms_median": round(statistics.median(cpu), 3),
+      "cpu_ms_min": round(min(cpu), 3),
+      "repeats": repeats,
+  }

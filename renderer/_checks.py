@@ -1,0 +1,63 @@
+"""Boundary validation shared by the renderer's public functions.
+
+Static problems (wrong rank, wrong trailing dimension, wrong dtype kind,
+non-positive image size) raise ValueError naming the argument; problems only
+visible at run time (out-of-range indices) are raised by the ops themselves as
+tf.errors.InvalidArgumentError.
+"""
+
+import numbers
+
+import tensorflow as tf
+
+
+def float_tensor(value, name, rank=None, last_dim=None, layout=""):
+  """Converts a real-valued input (float or integer dtype) to float32 and checks its static shape."""
+  t = _to_tensor(value, name, tf.float32)
+  if not (t.dtype.is_floating or t.dtype.is_integer) or t.dtype == tf.bool:
+    raise ValueError(f"{name} must be a real-valued tensor, got dtype {t.dtype.name}")
+  if t.dtype != tf.float32:
+    t = tf.cast(t, tf.float32)
+  _check_shape(t, name, rank, last_dim, layout)
+  return t
+
+
+def index_tensor(value, name, rank=None, last_dim=None, layout=""):
+  """Converts integer indices to int32 and checks the static shape."""
+  t = _to_tensor(value, name, None)
+  if not t.dtype.is_integer:
+    raise ValueError(f"{name} must be an integer tensor, got dtype {t.dtype.name}")
+  if t.dtype != tf.int32:
+    t = tf.cast(t, tf.int32)
+  _check_shape(t, name, rank, last_dim, layout)
+  return t
+
+
+def _to_tensor(value, name, dtype_hint):
+  dtype = getattr(value, "dtype", None)
+  if dtype is not None:
+    try:
+      dtype = tf.as_dtype(dtype)
+    except TypeError:
+      raise ValueError(f"{name} has unsupported dtype {dtype}") from None
+    if not (dtype.is_floating or dtype.is_integer) or dtype == tf.bool:
+      raise ValueError(f"{name} must be a real-valued tensor, got dtype {dtype.name}")
+  try:
+    return tf.convert_to_tensor(value, dtype_hint=dtype_hint)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{name} cannot be converted to a tensor: {e}") from None
+
+
+def _check_shape(t, name, rank, last_dim, layout):
+  shape = t.shape
+  if rank is not None and shape.rank is not None and shape.rank != rank:
+    raise ValueError(f"{name} must have shape {layout}, got shape {shape}")
+  if (last_dim is not None and shape.rank is not None and shape.rank > 0 and
+      shape[-1] is not None and shape[-1] != last_dim):
+    raise ValueError(f"{name} must have shape {layout}, got shape {shape}")
+
+
+def image_size(value, name):
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    raise ValueError(f"{name} must be a positive integer, got {value!r}")
+  return int(value)

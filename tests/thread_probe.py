@@ -1,0 +1,31 @@
+"""Renders a fixed scene with N intra-op threads and saves outputs + gradients (test helper)."""
+
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+threads, path = int(sys.argv[1]), sys.argv[2]
+tf.config.threading.set_intra_op_parallelism_threads(threads)
+import renderer  # pylint: disable=g-import-not-at-top
+from renderer import scenes  # pylint: disable=g-import-not-at-top
+
+vertices, triangles = scenes.grid_mesh(40, 40, 0.9, 0.9)
+rng = np.random.default_rng(0)
+vertices[:, 2] = 0.2 * np.sin(3 * vertices[:, 0]) * np.cos(2 * vertices[:, 1])
+batch = np.stack([vertices + rng.normal(scale=0.01, size=vertices.shape) for _ in range(3)])
+batch = tf.constant(batch.astype(np.float32))
+colors = tf.constant(rng.uniform(size=(3, len(vertices), 3)).astype(np.float32))
+with tf.GradientTape() as tape:
+  tape.watch([batch, colors])
+  view = renderer.camera_utils.look_at(np.tile([[0.3, 0.2, 3.0]], (3, 1)), np.zeros((3, 3)),
+                                       np.tile([[0.0, 1, 0]], (3, 1)))
+  proj = renderer.camera_utils.perspective(1.0, [40.0] * 3, [0.1] * 3, [10.0] * 3)
+  clip = renderer.camera_utils.transform_homogeneous(tf.matmul(proj, view), batch)
+  raster = renderer.rasterize(clip, triangles, 96, 80)
+  image = renderer.interpolate(colors, triangles, raster.triangle_ids, raster.barycentrics)
+  loss = tf.reduce_sum(image * tf.random.stateless_uniform(image.shape, [5, 6]))
+grads = tape.gradient(loss, [batch, colors])
+np.savez(path, ids=raster.triangle_ids.numpy(), bary=raster.barycentrics.numpy(),
+         depth=raster.depth.numpy(), image=image.numpy(), dv=grads[0].numpy(),
+         dc=grads[1].numpy())
