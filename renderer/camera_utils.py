@@ -33,24 +33,24 @@ def look_at(eye, center, world_up):
   eye = _checks.float_tensor(eye, "eye", 2, 3, "[B, 3]")
   center = _checks.float_tensor(center, "center", 2, 3, "[B, 3]")
   world_up = _checks.float_tensor(world_up, "world_up", 2, 3, "[B, 3]")
-  forward = center - eye
-  forward_norm = tf.norm(forward, axis=1, keepdims=True)
-  tf.debugging.assert_greater(
-      forward_norm, _DEGENERACY_CUTOFF,
-      message="Camera matrix is degenerate because eye and center are close.")
-  forward = forward / forward_norm
-  side = tf.linalg.cross(forward, world_up)
-  side_norm = tf.norm(side, axis=1, keepdims=True)
-  tf.debugging.assert_greater(
-      side_norm, _DEGENERACY_CUTOFF,
-      message="Camera matrix is degenerate because up and gaze are close or up is degenerate.")
-  side = side / side_norm
+  forward = _normalized(center - eye, "eye and center are close")
+  side = _normalized(tf.linalg.cross(forward, world_up),
+                     "up and gaze are close or up is degenerate")
   up = tf.linalg.cross(side, forward)
   rotation = tf.stack([side, up, -forward], axis=1)  # [B, 3, 3]
   translation = -tf.linalg.matvec(rotation, eye)  # [B, 3]
   top = tf.concat([rotation, translation[:, :, None]], axis=2)  # [B, 3, 4]
   bottom = tf.broadcast_to(tf.constant([[[0.0, 0.0, 0.0, 1.0]]]), [tf.shape(eye)[0], 1, 4])
   return tf.concat([top, bottom], axis=1)
+
+
+def _normalized(vectors, degenerate_reason):
+  """Unit vectors of [B, 3]; InvalidArgumentError if any is shorter than the cutoff."""
+  norm = tf.norm(vectors, axis=1, keepdims=True)
+  tf.debugging.assert_greater(
+      norm, _DEGENERACY_CUTOFF,
+      message=f"Camera matrix is degenerate because {degenerate_reason}.")
+  return vectors / norm
 
 
 def perspective(aspect_ratio, fov_y, near_clip, far_clip):
