@@ -105,8 +105,7 @@ _phong_shader_xla = tf.function(_phong_shader, jit_compile=True, reduce_retracin
 @tf.function(jit_compile=True, reduce_retracing=True)
 def _clip_space_and_attributes(clip_transforms, vertices, attributes):
   """[B,4,4], [B,V,3], list of [B,V,Ci] -> clip [B,V,4], concatenated [B,V,sum Ci]."""
-  clip = (tf.einsum("bvk,bck->bvc", vertices, clip_transforms[:, :, :3]) +
-          clip_transforms[:, None, :, 3])
+  clip = camera_utils.transform_homogeneous(clip_transforms, vertices)
   return clip, tf.concat(attributes, axis=2)
 
 
