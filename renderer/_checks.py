@@ -57,7 +57,12 @@ def _check_shape(t, name, rank, last_dim, layout):
     raise ValueError(f"{name} must have shape {layout}, got shape {shape}")
 
 
+MAX_IMAGE_SIZE = 32767  # pixel indices are int16 in the kernels (kMaxImageSize)
+
+
 def image_size(value, name):
   if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
     raise ValueError(f"{name} must be a positive integer, got {value!r}")
+  if value > MAX_IMAGE_SIZE:
+    raise ValueError(f"{name} must be at most {MAX_IMAGE_SIZE}, got {value!r}")
   return int(value)

@@ -145,8 +145,8 @@ def mesh_renderer(vertices, triangles, normals, diffuse_colors, camera_position,
     camera_up: float32 `[B, 3]` or `[3]`, the camera's up direction.
     light_positions: float32 `[B, L, 3]` point lights (world units).
     light_intensities: float32 `[B, L, 3]` RGB light intensities.
-    image_width: int >= 1, pixels.
-    image_height: int >= 1, pixels.
+    image_width: int in [1, 32767], pixels.
+    image_height: int in [1, 32767], pixels.
     specular_colors: float32 `[B, V, 3]` in [0, 1], or None (no specular).
     shininess_coefficients: float, `[]`, `[B]` or `[B, V]` Phong exponents;
       required together with specular_colors.

@@ -34,8 +34,8 @@ def rasterize(clip_vertices, triangles, image_width, image_height, name=None):
       triangles with a non-finite coordinate.
     triangles: int32 `[T, 3]` vertex indices in `[0, V)`, shared by the batch.
       Both windings are drawn (no back-face culling).
-    image_width: int >= 1, pixels.
-    image_height: int >= 1, pixels.
+    image_width: int in [1, 32767], pixels.
+    image_height: int in [1, 32767], pixels.
     name: optional op name.
 
   Returns:

@@ -17,8 +17,8 @@ def rasterize_triangles(vertices, attributes, triangles, projection_matrices, im
     triangles: int32 `[T, 3]` vertex indices in `[0, V)`. Both windings are drawn.
     projection_matrices: float32 `[B, 4, 4]` model-view-projection matrices
       (clip = M @ [x, y, z, 1]^T).
-    image_width: int >= 1, pixels.
-    image_height: int >= 1, pixels.
+    image_width: int in [1, 32767], pixels.
+    image_height: int in [1, 32767], pixels.
     background_value: float32 `[C]` (or scalar) for pixels no triangle covers.
 
   Returns:

@@ -16,7 +16,10 @@ def camera(batch=1, eye=(0.3, -0.2, 4.0)):
   return tf.matmul(proj, view).numpy()
 
 
-@pytest.mark.parametrize("channels", [1, 3, 9, 13])
+CHANNEL_COUNTS = [1, 2, 3, 4, 9, 12, 13]  # the kernels specialise 1, 3, 4, 9 and 12
+
+
+@pytest.mark.parametrize("channels", CHANNEL_COUNTS)
 def test_matches_reference_gather(channels):
   clip, triangles = random_scene(11)
   raster = renderer.rasterize(clip[None], triangles, 30, 20)
@@ -27,6 +30,37 @@ def test_matches_reference_gather(channels):
   expected = reference.interpolate(attributes[0], triangles, raster.triangle_ids.numpy()[0],
                                    raster.barycentrics.numpy()[0].astype(np.float64), background)
   np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", CHANNEL_COUNTS)
+def test_gradient_op_matches_numpy_chain_rule(channels):
+  # d out[p, c] / d attr[tri_i, c] = b_i; d / d b_i = attr[tri_i, c]; empty
+  # pixels feed the background. Summed over a batch of two images in float64.
+  clip, triangles = random_scene(9)
+  clip2 = clip * np.float32(1.1)
+  raster = renderer.rasterize(np.stack([clip, clip2]), triangles, 17, 13)
+  rng = np.random.default_rng(channels)
+  attributes = rng.normal(size=(2, len(clip), channels)).astype(np.float32)
+  grad = rng.normal(size=(2, 13, 17, channels)).astype(np.float32)
+  ids, bary = raster.triangle_ids.numpy(), raster.barycentrics.numpy()
+  d_attr, d_bary, d_background = renderer._op_library.ops().renderer_interpolate_grad(
+      attributes, triangles, ids, bary, grad)
+  want_attr = np.zeros(attributes.shape)
+  want_bary = np.zeros(bary.shape)
+  want_background = np.zeros(channels)
+  for b in range(2):
+    for (y, x), t in np.ndenumerate(ids[b]):
+      g = grad[b, y, x].astype(np.float64)
+      if t < 0:
+        want_background += g
+        continue
+      for i, v in enumerate(np.asarray(triangles)[t]):
+        want_attr[b, v] += bary[b, y, x, i] * g
+        want_bary[b, y, x, i] = attributes[b, v].astype(np.float64) @ g
+  assert (ids >= 0).sum() > 50 and (ids < 0).sum() > 50
+  np.testing.assert_allclose(d_attr.numpy(), want_attr, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(d_bary.numpy(), want_bary, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(d_background.numpy(), want_background, rtol=1e-5, atol=1e-4)
 
 
 def test_interpolation_is_perspective_correct():

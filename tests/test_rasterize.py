@@ -210,6 +210,7 @@ def test_out_of_range_triangle_index_names_the_value():
     (dict(image_width=0), r"image_width must be a positive integer"),
     (dict(image_height=-3), r"image_height must be a positive integer"),
     (dict(image_width=2.5), r"image_width must be a positive integer"),
+    (dict(image_height=40000), r"image_height must be at most 32767"),
 ])
 def test_bad_static_input_raises_value_error(kwargs, message):
   args = dict(clip_vertices=np.zeros((1, 3, 4), np.float32), triangles=[[0, 1, 2]],

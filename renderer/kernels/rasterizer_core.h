@@ -12,8 +12,9 @@
 //    triangles with all three w < 0 are skipped.
 //  * Pixel (ix, iy) has its centre at NDC ((2ix+1-W)/W, (2iy+1-H)/H): row 0 is
 //    NDC y = -1 (the bottom of the image; callers flip rows for display).
-//  * No back-face culling: the edge matrix is sign-corrected so both windings
-//    rasterize. A pixel is inside iff all edge values are >= 0 and one is > 0.
+//  * No back-face culling: edge values are sign-corrected by the determinant of
+//    the triangle's (x, y, w) matrix, so both windings rasterize. A pixel is
+//    inside iff all edge values are >= 0 and one is > 0.
 //  * Perspective-correct barycentrics b = e / sum(e); depth z = b.z / b.w in NDC,
 //    kept iff -1 <= z <= 1 and z <= z_buffer (ties: the later triangle wins).
 //  * Deviation: empty pixels get triangle id kEmptyTriangle (-1) instead of the
@@ -24,6 +25,11 @@
 
 #include <cmath>
 #include <cstdint>
+
+#if defined(__SSE2__) && !defined(__CUDACC__)
+#define RENDERER_CPU_SSE2 1
+#include <emmintrin.h>
+#endif
 
 #if defined(__CUDACC__)
 #define RENDERER_HD __host__ __device__ __forceinline__
@@ -39,121 +45,113 @@ constexpr float kEmptyDepth = 1.0f;  // z-buffer initial value (NDC far plane)
 // perspective divide never drops a pixel the exact edge test would accept.
 constexpr float kBoundsSlack = 1e-3f;
 
-// Vertex classes for bounding boxes.
-enum VertexClass : int32_t { kInFront = 0, kBehind = 1, kNonFinite = 2 };
-
-// Per-vertex screen position of a clip-space vertex, in pixel-centre units
-// (pixel ix has its centre at sx = ix).
-struct ScreenVertex {
-  float sx;
-  float sy;
-  int32_t cls;
+// Conservative pixel bounds of one vertex, inclusive, clamped to the image:
+// the centres of pixels [x_lo, x_hi] x [y_lo, y_hi] lie within kBoundsSlack of
+// its screen position. The high bounds are stored negated so that a triangle's
+// box is the element-wise minimum of its three vertices' bounds (one packed
+// 16-bit min on CPUs). A vertex at or behind the eye (w <= 0) or with a
+// non-finite coordinate spans the whole image; the rasterizer then checks the
+// triangle's vertices before drawing it.
+struct PixelBounds {
+  int16_t x_lo, y_lo, neg_x_hi, neg_y_hi;
 };
+constexpr int kMaxImageSize = 32767;  // PixelBounds holds pixel indices in int16
 
-struct PixelRange {
-  int x0, x1, y0, y1;  // half-open [x0, x1) x [y0, y1)
-};
+RENDERER_HD bool IsFinite(float v) { return v - v == 0.0f; }
+
+// Plain compares (not fminf/fmaxf, which are library calls on x86).
+RENDERER_HD float Min2(float a, float b) { return a < b ? a : b; }
+RENDERER_HD float Max2(float a, float b) { return a > b ? a : b; }
+RENDERER_HD float Clamp(float v, float lo, float hi) { return Min2(Max2(v, lo), hi); }
+// floor/ceil of a value in int range, exact, without library calls.
+RENDERER_HD int FloorToInt(float v) {
+  const int i = static_cast<int>(v);
+  return i - (static_cast<float>(i) > v ? 1 : 0);
+}
+RENDERER_HD int CeilToInt(float v) {
+  const int i = static_cast<int>(v);
+  return i + (static_cast<float>(i) < v ? 1 : 0);
+}
+
+RENDERER_HD PixelBounds WholeImageBounds(int width, int height) {
+  return PixelBounds{0, 0, static_cast<int16_t>(1 - width), static_cast<int16_t>(1 - height)};
+}
+
+// Pixel (ix, iy) has its centre at screen position (ix, iy), i.e. NDC
+// x = (2 ix + 1 - W) / W: s = (ndc + 1) * W / 2 - 1 / 2.
+RENDERER_HD PixelBounds VertexPixelBounds(const float* clip, int width, int height) {
+  const float x = clip[0], y = clip[1], z = clip[2], w = clip[3];
+  const float ndc_x = x / w, ndc_y = y / w, ndc_z = z / w;
+  if (!(w > 0.0f && IsFinite(ndc_x) && IsFinite(ndc_y) && IsFinite(ndc_z) && IsFinite(w))) {
+    return WholeImageBounds(width, height);
+  }
+  const float fw = static_cast<float>(width), fh = static_cast<float>(height);
+  const float sx = (ndc_x + 1.0f) * (0.5f * fw) - 0.5f;
+  const float sy = (ndc_y + 1.0f) * (0.5f * fh) - 0.5f;
+  PixelBounds b;
+  b.x_lo = static_cast<int16_t>(CeilToInt(Clamp(sx - kBoundsSlack, 0.0f, fw)));
+  b.y_lo = static_cast<int16_t>(CeilToInt(Clamp(sy - kBoundsSlack, 0.0f, fh)));
+  b.neg_x_hi = static_cast<int16_t>(-FloorToInt(Clamp(sx + kBoundsSlack, -1.0f, fw - 1.0f)));
+  b.neg_y_hi = static_cast<int16_t>(-FloorToInt(Clamp(sy + kBoundsSlack, -1.0f, fh - 1.0f)));
+  return b;
+}
+
+RENDERER_HD int Min3(int a, int b, int c) {
+  const int m = a < b ? a : b;
+  return m < c ? m : c;
+}
+
+// Pixel box of a triangle: element-wise minimum of its vertices' bounds.
+RENDERER_HD PixelBounds TriangleBounds(const PixelBounds& a, const PixelBounds& b,
+                                       const PixelBounds& c) {
+  PixelBounds r;
+  r.x_lo = static_cast<int16_t>(Min3(a.x_lo, b.x_lo, c.x_lo));
+  r.y_lo = static_cast<int16_t>(Min3(a.y_lo, b.y_lo, c.y_lo));
+  r.neg_x_hi = static_cast<int16_t>(Min3(a.neg_x_hi, b.neg_x_hi, c.neg_x_hi));
+  r.neg_y_hi = static_cast<int16_t>(Min3(a.neg_y_hi, b.neg_y_hi, c.neg_y_hi));
+  return r;
+}
+
+// Whether a triangle whose box is the whole image may be drawn: a vertex may
+// be behind the eye (fine unless all three are, w < 0) or non-finite (never).
+RENDERER_HD bool DrawableAcrossEye(const float* v0, const float* v1, const float* v2) {
+  for (int i = 0; i < 4; ++i) {
+    if (!(IsFinite(v0[i]) && IsFinite(v1[i]) && IsFinite(v2[i]))) return false;
+  }
+  return !(v0[3] < 0.0f && v1[3] < 0.0f && v2[3] < 0.0f);
+}
 
 RENDERER_HD float PixelCenterNdc(int i, int size) {
   return static_cast<float>(2 * i + 1 - size) / static_cast<float>(size);
 }
 
-RENDERER_HD bool IsFinite(float v) { return v - v == 0.0f; }
-
-RENDERER_HD ScreenVertex ProjectVertex(const float* clip, int width, int height) {
-  ScreenVertex s;
-  const float x = clip[0], y = clip[1], z = clip[2], w = clip[3];
-  if (!(IsFinite(x) && IsFinite(y) && IsFinite(z) && IsFinite(w))) {
-    s.sx = s.sy = 0.0f;
-    s.cls = kNonFinite;
-  } else if (w <= 0.0f) {
-    s.sx = s.sy = 0.0f;
-    s.cls = kBehind;
-  } else {
-    s.sx = (x / w + 1.0f) * (0.5f * width) - 0.5f;
-    s.sy = (y / w + 1.0f) * (0.5f * height) - 0.5f;
-    s.cls = kInFront;
-  }
-  return s;
-}
-
-// Plain compares (not fminf/fmaxf, which are library calls on x86): inputs are
-// finite here because non-finite vertices are classified before any bounds.
-RENDERER_HD float Min2(float a, float b) { return a < b ? a : b; }
-RENDERER_HD float Max2(float a, float b) { return a > b ? a : b; }
-RENDERER_HD float Min3(float a, float b, float c) { return Min2(a, Min2(b, c)); }
-RENDERER_HD float Max3(float a, float b, float c) { return Max2(a, Max2(b, c)); }
-
-// First and one-past-last pixel index whose centre lies in [lo, hi], clamped.
-// Floor/ceil by truncation (values are clamped to >= -1 first, so lo + 1 and
-// hi + 1 are non-negative): ceilf/floorf are library calls without SSE4.1.
-RENDERER_HD void CenterSpan(float lo, float hi, int size, int* first, int* last) {
-  lo = Max2(lo - kBoundsSlack, -1.0f) + 1.0f;
-  hi = Min2(Max2(hi + kBoundsSlack, -1.0f), static_cast<float>(size)) + 1.0f;
-  if (lo > static_cast<float>(size) + 1.0f) lo = static_cast<float>(size) + 1.0f;
-  const int lo_floor = static_cast<int>(lo);
-  *first = lo_floor + (static_cast<float>(lo_floor) < lo ? 1 : 0) - 1;  // ceil
-  *last = static_cast<int>(hi);  // floor(hi - 1) + 1
-  if (*first < 0) *first = 0;
-  if (*last > size) *last = size;
-}
-
-// Pixels a triangle may cover. Returns false if it cannot cover any pixel.
-RENDERER_HD bool TrianglePixelRange(const ScreenVertex& a, const ScreenVertex& b,
-                                    const ScreenVertex& c, const float* clip_a,
-                                    const float* clip_b, const float* clip_c,
-                                    int width, int height, PixelRange* r) {
-  if ((a.cls | b.cls | c.cls) == kInFront) {
-    CenterSpan(Min3(a.sx, b.sx, c.sx), Max3(a.sx, b.sx, c.sx), width, &r->x0, &r->x1);
-    CenterSpan(Min3(a.sy, b.sy, c.sy), Max3(a.sy, b.sy, c.sy), height, &r->y0, &r->y1);
-    return r->x0 < r->x1 && r->y0 < r->y1;
-  }
-  if (a.cls == kNonFinite || b.cls == kNonFinite || c.cls == kNonFinite) return false;
-  if (clip_a[3] < 0.0f && clip_b[3] < 0.0f && clip_c[3] < 0.0f) return false;
-  // A vertex at or behind the eye: the projected triangle may be unbounded.
-  r->x0 = 0;
-  r->x1 = width;
-  r->y0 = 0;
-  r->y1 = height;
-  return true;
-}
-
-// Adjugate of M = [[x0 x1 x2], [y0 y1 y2], [w0 w1 w2]], negated when det(M) < 0
-// so that inside points have non-negative edge values for either winding.
-// Row i is the cross product of the other two vertices (x, y, w).
-RENDERER_HD void EdgeMatrix(const float* v0, const float* v1, const float* v2, float m[9]) {
-  const float x0 = v0[0], y0 = v0[1], w0 = v0[3];
-  const float x1 = v1[0], y1 = v1[1], w1 = v1[3];
-  const float x2 = v2[0], y2 = v2[1], w2 = v2[3];
-  m[0] = y1 * w2 - w1 * y2;
-  m[1] = w1 * x2 - x1 * w2;
-  m[2] = x1 * y2 - y1 * x2;
-  m[3] = y2 * w0 - w2 * y0;
-  m[4] = w2 * x0 - x2 * w0;
-  m[5] = x2 * y0 - y2 * x0;
-  m[6] = y0 * w1 - w0 * y1;
-  m[7] = w0 * x1 - x0 * w1;
-  m[8] = x0 * y1 - y0 * x1;
-  const float det = x0 * m[0] + y0 * m[1] + w0 * m[2];
+// Inside test and depth of pixel p = (px, py, 1). The homogeneous edge values
+// e_i = det[p; v_j; v_k] ((i, j, k) cyclic, v = (x, y, w)) are computed as 2-D
+// cross products of v_j - w_j p and v_k - w_k p (the same determinant, and an
+// edge shared by two triangles gets exactly negated values, so no gaps). They
+// are sign-corrected by det[v0; v1; v2] = sum_i e_i w_i, which makes both
+// windings draw. Returns false when p is outside (inside: all e_i >= 0, one
+// > 0) or its NDC depth z = (e . z) / (e . w) is outside [-1, 1]; otherwise
+// sets e and z.
+RENDERER_HD bool TestPixel(const float* v0, const float* v1, const float* v2, float px,
+                           float py, float e[3], float* z) {
+  const float ax = v0[0] - v0[3] * px, ay = v0[1] - v0[3] * py;
+  const float bx = v1[0] - v1[3] * px, by = v1[1] - v1[3] * py;
+  const float cx = v2[0] - v2[3] * px, cy = v2[1] - v2[3] * py;
+  e[0] = bx * cy - by * cx;
+  e[1] = cx * ay - cy * ax;
+  e[2] = ax * by - ay * bx;
+  float det = e[0] * v0[3] + e[1] * v1[3] + e[2] * v2[3];
   if (det < 0.0f) {
-    for (int i = 0; i < 9; ++i) m[i] = -m[i];
+    e[0] = -e[0];
+    e[1] = -e[1];
+    e[2] = -e[2];
+    det = -det;
   }
-}
-
-// Inside test and depth of one pixel. Returns false when the pixel is outside
-// or its NDC depth is outside [-1, 1]; otherwise sets the edge values e and
-// the depth z = (e . z) / (e . w) (the normalisation of e cancels).
-RENDERER_HD bool TestPixel(const float m[9], const float* v0, const float* v1,
-                           const float* v2, float px, float py, float e[3], float* z) {
-  e[0] = m[0] * px + m[1] * py + m[2];
-  e[1] = m[3] * px + m[4] * py + m[5];
-  e[2] = m[6] * px + m[7] * py + m[8];
   if (!(e[0] >= 0.0f && e[1] >= 0.0f && e[2] >= 0.0f)) return false;  // also rejects NaN
   if (!(e[0] + e[1] + e[2] > 0.0f)) return false;
-  const float clip_z = e[0] * v0[2] + e[1] * v1[2] + e[2] * v2[2];
-  const float clip_w = e[0] * v0[3] + e[1] * v1[3] + e[2] * v2[3];
-  *z = clip_z / clip_w;
-  return *z >= -1.0f && *z <= 1.0f;  // false for NaN
+  *z = (e[0] * v0[2] + e[1] * v1[2] + e[2] * v2[2]) / det;
+  return *z >= -1.0f && *z <= 1.0f;  // false for NaN (det = 0: degenerate)
 }
 
 // Perspective-correct barycentrics b = e / sum(e) of a pixel that passed TestPixel.
@@ -165,38 +163,32 @@ RENDERER_HD void Barycentrics(const float e[3], float b[3]) {
 }
 
 // Gradient of f(b(v)) w.r.t. the clip-space x, y, w of the three vertices of
-// the triangle covering pixel (px, py), given df/db. With p = (px, py, 1) and
-// u_i = v_j - v_k for (i, j, k) cyclic, e_i = p . (v_j x v_k) and
-// d f / d v_m = (e_m / S^2) * sum_i df/db_i (p x u_i), S = sum(e).
+// the triangle covering pixel p = (px, py, 1), given its barycentrics b and
+// df/db. With u_i = v_j - v_k for (i, j, k) cyclic, e_i = p . (v_j x v_k) and
+// S = sum(e), d f / d v_m = (e_m / S^2) sum_i df/db_i (p x u_i)
+//                         = (b_m / S) (p x U),  U = sum_i df/db_i u_i,
+// and S = det / (b . w) because sum_i e_i w_i = det[v0; v1; v2].
 // Writes dv[m*3 + {0,1,2}] = d/d(x, y, w) of vertex m. Returns false (and
 // writes nothing) when the result would not be finite.
 RENDERER_HD bool BarycentricGrad(const float* v0, const float* v1, const float* v2,
-                                 float px, float py, const float df_db[3],
+                                 float px, float py, const float b[3], const float df_db[3],
                                  float dv[9]) {
-  const float* v[3] = {v0, v1, v2};
-  float g[3] = {0.0f, 0.0f, 0.0f};
-  float e[3];
-  for (int i = 0; i < 3; ++i) {
-    const float* vj = v[(i + 1) % 3];
-    const float* vk = v[(i + 2) % 3];
-    const float ux = vj[0] - vk[0], uy = vj[1] - vk[1], uw = vj[3] - vk[3];
-    // p x u with p = (px, py, 1).
-    g[0] += df_db[i] * (py * uw - uy);
-    g[1] += df_db[i] * (ux - px * uw);
-    g[2] += df_db[i] * (px * uy - py * ux);
-    // e_i = p . (v_j x v_k)
-    const float cx = vj[1] * vk[3] - vj[3] * vk[1];
-    const float cy = vj[3] * vk[0] - vj[0] * vk[3];
-    const float cw = vj[0] * vk[1] - vj[1] * vk[0];
-    e[i] = px * cx + py * cy + cw;
-  }
-  const float sum = e[0] + e[1] + e[2];
-  const float inv_sq = 1.0f / (sum * sum);
+  const float ux = df_db[0] * (v1[0] - v2[0]) + df_db[1] * (v2[0] - v0[0]) +
+                   df_db[2] * (v0[0] - v1[0]);
+  const float uy = df_db[0] * (v1[1] - v2[1]) + df_db[1] * (v2[1] - v0[1]) +
+                   df_db[2] * (v0[1] - v1[1]);
+  const float uw = df_db[0] * (v1[3] - v2[3]) + df_db[1] * (v2[3] - v0[3]) +
+                   df_db[2] * (v0[3] - v1[3]);
+  const float gx = py * uw - uy, gy = ux - px * uw, gw = px * uy - py * ux;  // p x U
+  const float det = v0[0] * (v1[1] * v2[3] - v1[3] * v2[1]) +
+                    v0[1] * (v1[3] * v2[0] - v1[0] * v2[3]) +
+                    v0[3] * (v1[0] * v2[1] - v1[1] * v2[0]);
+  const float inv_s = (b[0] * v0[3] + b[1] * v1[3] + b[2] * v2[3]) / det;
   for (int m = 0; m < 3; ++m) {
-    const float s = e[m] * inv_sq;
-    dv[3 * m + 0] = s * g[0];
-    dv[3 * m + 1] = s * g[1];
-    dv[3 * m + 2] = s * g[2];
+    const float s = b[m] * inv_s;
+    dv[3 * m + 0] = s * gx;
+    dv[3 * m + 1] = s * gy;
+    dv[3 * m + 2] = s * gw;
   }
   for (int i = 0; i < 9; ++i) {
     if (!IsFinite(dv[i])) return false;
@@ -221,45 +213,73 @@ inline void ClearRows(int width, int row_begin, int row_end, int32_t* ids, float
   }
 }
 
-inline void ProjectVertices(const float* clip, int64_t begin, int64_t end, int width,
-                            int height, ScreenVertex* screen) {
-  for (int64_t v = begin; v < end; ++v) screen[v] = ProjectVertex(clip + 4 * v, width, height);
+// bounds[v] = VertexPixelBounds(clip + 4 v) for v in [begin, end).
+inline void ProjectVertexBounds(const float* clip, int64_t begin, int64_t end, int width,
+                                int height, PixelBounds* bounds) {
+#if defined(RENDERER_CPU_SSE2)
+  // The same arithmetic as VertexPixelBounds, one vertex per 4-lane vector
+  // (tests/cc/core_test.cc checks that both agree bit for bit).
+  const float fw = static_cast<float>(width), fh = static_cast<float>(height);
+  const __m128 half = _mm_setr_ps(0.5f * fw, 0.5f * fh, 0.5f * fw, 0.5f * fh);
+  const __m128 one = _mm_set1_ps(1.0f), point_five = _mm_set1_ps(0.5f);
+  const __m128 slack = _mm_setr_ps(-kBoundsSlack, -kBoundsSlack, kBoundsSlack, kBoundsSlack);
+  const __m128 lower = _mm_setr_ps(0.0f, 0.0f, -1.0f, -1.0f);
+  const __m128 upper = _mm_setr_ps(fw, fh, fw - 1.0f, fh - 1.0f);
+  const __m128i lo_lanes = _mm_setr_epi32(-1, -1, 0, 0), hi_lanes = _mm_setr_epi32(0, 0, -1, -1);
+  const PixelBounds whole = WholeImageBounds(width, height);
+  for (int64_t i = begin; i < end; ++i) {
+    const __m128 c = _mm_loadu_ps(clip + 4 * i);
+    const __m128 w = _mm_shuffle_ps(c, c, _MM_SHUFFLE(3, 3, 3, 3));
+    const __m128 ndc = _mm_div_ps(c, w);
+    const __m128 zero = _mm_setzero_ps();
+    const int finite = _mm_movemask_ps(_mm_cmpeq_ps(_mm_sub_ps(ndc, ndc), zero)) &
+                       _mm_movemask_ps(_mm_cmpeq_ps(_mm_sub_ps(c, c), zero));
+    if (!(finite == 0xF && _mm_cvtss_f32(w) > 0.0f)) {
+      bounds[i] = whole;
+      continue;
+    }
+    const __m128 ndc_xy = _mm_shuffle_ps(ndc, ndc, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m128 s = _mm_sub_ps(_mm_mul_ps(_mm_add_ps(ndc_xy, one), half), point_five);
+    const __m128 v = _mm_min_ps(_mm_max_ps(_mm_add_ps(s, slack), lower), upper);
+    __m128i k = _mm_cvttps_epi32(v);
+    const __m128 f = _mm_cvtepi32_ps(k);
+    k = _mm_sub_epi32(k, _mm_and_si128(_mm_castps_si128(_mm_cmplt_ps(f, v)), lo_lanes));  // ceil
+    k = _mm_add_epi32(k, _mm_and_si128(_mm_castps_si128(_mm_cmpgt_ps(f, v)), hi_lanes));  // floor
+    k = _mm_sub_epi32(_mm_xor_si128(k, hi_lanes), hi_lanes);  // negate the high bounds
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(bounds + i), _mm_packs_epi32(k, k));
+  }
+#else
+  for (int64_t i = begin; i < end; ++i) bounds[i] = VertexPixelBounds(clip + 4 * i, width, height);
+#endif
 }
 
 // Rasterizes all triangles, in index order, into rows [row_begin, row_end) of
 // one image. ids/bary/depth point at the image's full buffers and must have
 // been cleared for those rows. Results per pixel do not depend on how rows
 // are split, so any sharding gives bit-identical output.
-inline void RasterizeRows(const float* clip, const ScreenVertex* screen,
+inline void RasterizeRows(const float* clip, const PixelBounds* bounds,
                           const int32_t* triangles, int64_t triangle_count, int width,
                           int height, int row_begin, int row_end, int32_t* ids,
                           float* bary, float* depth) {
-  float m[9], e[3], z;
+  float e[3], z;
   for (int64_t t = 0; t < triangle_count; ++t) {
     const int32_t i0 = triangles[3 * t], i1 = triangles[3 * t + 1], i2 = triangles[3 * t + 2];
-    const ScreenVertex &s0 = screen[i0], &s1 = screen[i1], &s2 = screen[i2];
-    // Cheap row rejection before anything else: most triangles miss a band.
-    if (s0.cls == kInFront && s1.cls == kInFront && s2.cls == kInFront) {
-      if (Max3(s0.sy, s1.sy, s2.sy) + kBoundsSlack < row_begin ||
-          Min3(s0.sy, s1.sy, s2.sy) - kBoundsSlack > row_end - 1) {
-        continue;
-      }
-    }
+    const PixelBounds box = TriangleBounds(bounds[i0], bounds[i1], bounds[i2]);
+    const int x0 = box.x_lo, x1 = 1 - box.neg_x_hi;  // [x0, x1)
+    int y0 = box.y_lo, y1 = 1 - box.neg_y_hi;
+    const bool whole_image = x0 == 0 && y0 == 0 && x1 == width && y1 == height;
+    if (y0 < row_begin) y0 = row_begin;
+    if (y1 > row_end) y1 = row_end;
+    if (x0 >= x1 || y0 >= y1) continue;
     const float* v0 = clip + 4 * i0;
     const float* v1 = clip + 4 * i1;
     const float* v2 = clip + 4 * i2;
-    PixelRange r;
-    if (!TrianglePixelRange(s0, s1, s2, v0, v1, v2, width, height, &r)) continue;
-    const int y0 = r.y0 > row_begin ? r.y0 : row_begin;
-    const int y1 = r.y1 < row_end ? r.y1 : row_end;
-    if (y0 >= y1) continue;
-    EdgeMatrix(v0, v1, v2, m);
+    if (whole_image && !DrawableAcrossEye(v0, v1, v2)) continue;
     for (int iy = y0; iy < y1; ++iy) {
       const float py = PixelCenterNdc(iy, height);
       const int64_t row = static_cast<int64_t>(iy) * width;
-      for (int ix = r.x0; ix < r.x1; ++ix) {
-        const float px = PixelCenterNdc(ix, width);
-        if (!TestPixel(m, v0, v1, v2, px, py, e, &z)) continue;
+      for (int ix = x0; ix < x1; ++ix) {
+        if (!TestPixel(v0, v1, v2, PixelCenterNdc(ix, width), py, e, &z)) continue;
         const int64_t p = row + ix;
         if (z > depth[p]) continue;
         ids[p] = static_cast<int32_t>(t);
@@ -273,7 +293,8 @@ inline void RasterizeRows(const float* clip, const ScreenVertex* screen,
 // Accumulates d f / d clip for one image into dclip [V, 4] (z stays 0), in
 // pixel order, so the sum is deterministic.
 inline void RasterizeBackwardImage(const float* clip, const int32_t* triangles,
-                                   const int32_t* ids, const float* df_dbary, int width,
+                                   const int32_t* ids, const float* bary,
+                                   const float* df_dbary, int width,
                                    int height, float* dclip) {
   float dv[9];
   for (int iy = 0; iy < height; ++iy) {
@@ -287,7 +308,7 @@ inline void RasterizeBackwardImage(const float* clip, const int32_t* triangles,
       const int32_t* tri = triangles + 3 * static_cast<int64_t>(t);
       const float px = PixelCenterNdc(ix, width);
       if (!BarycentricGrad(clip + 4 * tri[0], clip + 4 * tri[1], clip + 4 * tri[2], px, py,
-                           g, dv)) {
+                           bary + 3 * p, g, dv)) {
         continue;
       }
       for (int m = 0; m < 3; ++m) {
@@ -300,11 +321,22 @@ inline void RasterizeBackwardImage(const float* clip, const int32_t* triangles,
   }
 }
 
+// Channel count as a compile-time constant where kChannels > 0 (the common
+// small counts, so the per-channel loops unroll), else the runtime value.
+template <int kChannels>
+struct Channels {
+  explicit Channels(int runtime) : runtime_(runtime) {}
+  int operator()() const { return kChannels > 0 ? kChannels : runtime_; }
+  int runtime_;
+};
+
 // out[p, :] = sum_i bary[p, i] * attr[tri[ids[p]][i], :], or background where
 // ids[p] is empty, for pixels [begin, end) of one image.
-inline void InterpolatePixels(const float* attr, int channels, const int32_t* triangles,
-                              const int32_t* ids, const float* bary, const float* background,
-                              int64_t begin, int64_t end, float* out) {
+template <int kChannels>
+void InterpolatePixelsT(const float* attr, Channels<kChannels> nc, const int32_t* triangles,
+                        const int32_t* ids, const float* bary, const float* background,
+                        int64_t begin, int64_t end, float* out) {
+  const int channels = nc();
   for (int64_t p = begin; p < end; ++p) {
     float* o = out + p * channels;
     const int32_t t = ids[p];
@@ -321,48 +353,52 @@ inline void InterpolatePixels(const float* attr, int channels, const int32_t* tr
   }
 }
 
-// d f / d bary for pixels [begin, end) of one image (0 on empty pixels).
-inline void InterpolateBackwardBary(const float* attr, int channels,
-                                    const int32_t* triangles, const int32_t* ids,
-                                    const float* df_dout, int64_t begin, int64_t end,
-                                    float* df_dbary) {
-  for (int64_t p = begin; p < end; ++p) {
-    float* d = df_dbary + 3 * p;
+// Backward of InterpolatePixelsT for one image, in one pass over its pixels:
+// writes d f / d bary (0 on empty pixels) and accumulates d f / d attr [V, C]
+// and d f / d background [C] in pixel order (deterministic). df_dattr and
+// df_dbackground must be zeroed by the caller.
+template <int kChannels>
+void InterpolateBackwardT(const float* attr, Channels<kChannels> nc, const int32_t* triangles,
+                          const int32_t* ids, const float* bary, const float* df_dout,
+                          int64_t pixel_count, float* df_dbary, float* df_dattr,
+                          float* df_dbackground) {
+  const int channels = nc();
+  for (int64_t p = 0; p < pixel_count; ++p) {
+    const float* g = df_dout + p * channels;
+    float* db = df_dbary + 3 * p;
     const int32_t t = ids[p];
     if (t < 0) {
-      d[0] = d[1] = d[2] = 0.0f;
+      for (int c = 0; c < channels; ++c) df_dbackground[c] += g[c];
+      db[0] = db[1] = db[2] = 0.0f;
       continue;
     }
     const int32_t* tri = triangles + 3 * static_cast<int64_t>(t);
-    const float* g = df_dout + p * channels;
     for (int i = 0; i < 3; ++i) {
-      const float* a = attr + static_cast<int64_t>(tri[i]) * channels;
+      const int64_t offset = static_cast<int64_t>(tri[i]) * channels;
+      const float* a = attr + offset;
+      float* d = df_dattr + offset;
+      const float b = bary[3 * p + i];
       float s = 0.0f;
-      for (int c = 0; c < channels; ++c) s += g[c] * a[c];
-      d[i] = s;
+      for (int c = 0; c < channels; ++c) {
+        s += g[c] * a[c];
+        d[c] += b * g[c];
+      }
+      db[i] = s;
     }
   }
 }
 
-// Accumulates d f / d attr [V, C] and d f / d background [C] of one image in
-// pixel order (deterministic). Both must be zeroed by the caller.
-inline void InterpolateBackwardAttr(int channels, const int32_t* triangles,
-                                    const int32_t* ids, const float* bary,
-                                    const float* df_dout, int64_t pixel_count,
-                                    float* df_dattr, float* df_dbackground) {
-  for (int64_t p = 0; p < pixel_count; ++p) {
-    const float* g = df_dout + p * channels;
-    const int32_t t = ids[p];
-    if (t < 0) {
-      for (int c = 0; c < channels; ++c) df_dbackground[c] += g[c];
-      continue;
-    }
-    const int32_t* tri = triangles + 3 * static_cast<int64_t>(t);
-    for (int i = 0; i < 3; ++i) {
-      const float b = bary[3 * p + i];
-      float* d = df_dattr + static_cast<int64_t>(tri[i]) * channels;
-      for (int c = 0; c < channels; ++c) d[c] += b * g[c];
-    }
+// Calls fn(Channels<k>) with k = channels for the counts mesh_renderer and the
+// face model use, or k = 0 (runtime count) otherwise.
+template <typename Fn>
+void DispatchChannels(int channels, Fn&& fn) {
+  switch (channels) {
+    case 1: return fn(Channels<1>(1));
+    case 3: return fn(Channels<3>(3));
+    case 4: return fn(Channels<4>(4));
+    case 9: return fn(Channels<9>(9));
+    case 12: return fn(Channels<12>(12));
+    default: return fn(Channels<0>(channels));
   }
 }
 

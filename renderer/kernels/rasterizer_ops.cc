@@ -212,6 +212,9 @@ class RasterizeOp : public OpKernel {
   explicit RasterizeOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("image_width", &width_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("image_height", &height_));
+    OP_REQUIRES(ctx, width_ <= kMaxImageSize && height_ <= kMaxImageSize,
+                errors::InvalidArgument("image size ", width_, " x ", height_,
+                                        " exceeds the maximum of ", kMaxImageSize));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -233,11 +236,11 @@ class RasterizeOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({batch, height, width}), &depth_t));
     if (batch == 0) return;
 
-    static_assert(sizeof(ScreenVertex) == 3 * sizeof(int32_t), "ScreenVertex layout");
-    Tensor screen_t;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DT_INT32,
-                                           TensorShape({batch * vertex_count * 3}), &screen_t));
-    auto* screen = reinterpret_cast<ScreenVertex*>(screen_t.flat<int32_t>().data());
+    static_assert(sizeof(PixelBounds) == 4 * sizeof(int16_t), "PixelBounds layout");
+    Tensor bounds_t;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DT_INT16,
+                                           TensorShape({batch * vertex_count * 4}), &bounds_t));
+    auto* bounds = reinterpret_cast<PixelBounds*>(bounds_t.flat<int16_t>().data());
     const float* v = clip.flat<float>().data();
     const int32_t* tri = triangles.flat<int32_t>().data();
     int32_t* ids = ids_t->flat<int32_t>().data();
@@ -245,7 +248,7 @@ class RasterizeOp : public OpKernel {
     float* depth = depth_t->flat<float>().data();
 
     ParallelFor(ctx, batch * vertex_count, kCostPerVertex, [&](int64_t begin, int64_t end) {
-      ProjectVertices(v, begin, end, width, height, screen);
+      ProjectVertexBounds(v, begin, end, width, height, bounds);
     });
 
     // Split each image into horizontal bands only when there are fewer images
@@ -264,7 +267,7 @@ class RasterizeOp : public OpKernel {
         float* bary_b = bary + 3 * b * pixels;
         float* depth_b = depth + b * pixels;
         ClearRows(width, row_begin, row_end, ids_b, bary_b, depth_b);
-        RasterizeRows(v + 4 * b * vertex_count, screen + b * vertex_count, tri, triangle_count,
+        RasterizeRows(v + 4 * b * vertex_count, bounds + b * vertex_count, tri, triangle_count,
                       width, height, row_begin, row_end, ids_b, bary_b, depth_b);
       }
     });
@@ -305,11 +308,12 @@ class RasterizeGradOp : public OpKernel {
     const float* v = clip.flat<float>().data();
     const int32_t* tri = triangles.flat<int32_t>().data();
     const int32_t* ids = ids_t.flat<int32_t>().data();
+    const float* bary = bary_t.flat<float>().data();
     const float* grad = grad_t.flat<float>().data();
     ParallelFor(ctx, batch, pixels * kCostPerPixel, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         RasterizeBackwardImage(v + 4 * b * vertex_count, tri, ids + b * pixels,
-                               grad + 3 * b * pixels, width, height,
+                               bary + 3 * b * pixels, grad + 3 * b * pixels, width, height,
                                out + 4 * b * vertex_count);
       }
     });
@@ -352,9 +356,11 @@ class InterpolateOp : public OpKernel {
         const int64_t b = begin / pixels;
         const int64_t stop = std::min(end, (b + 1) * pixels);
         const int64_t base = b * pixels;
-        InterpolatePixels(attr + b * vertex_count * channels, channels, tri, ids + base,
-                          bary + 3 * base, background, begin - base, stop - base,
-                          out + base * channels);
+        DispatchChannels(channels, [&](auto nc) {
+          InterpolatePixelsT(attr + b * vertex_count * channels, nc, tri, ids + base,
+                             bary + 3 * base, background, begin - base, stop - base,
+                             out + base * channels);
+        });
         begin = stop;
       }
     });
@@ -401,24 +407,15 @@ class InterpolateGradOp : public OpKernel {
     std::memset(dattr, 0, sizeof(float) * dattr_t->NumElements());
     std::memset(partial_bg, 0, sizeof(float) * partial_bg_t.NumElements());
 
-    // Scatter into attributes: one image per unit, pixels in order.
+    // One image per unit: the scatter into attributes runs in pixel order.
     ParallelFor(ctx, batch, pixels * (6 * channels + 4), [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
-        InterpolateBackwardAttr(channels, tri, ids + b * pixels, bary + 3 * b * pixels,
-                                grad + b * pixels * channels, pixels,
-                                dattr + b * vertex_count * channels, partial_bg + b * channels);
-      }
-    });
-    // Barycentric gradients are independent per pixel.
-    ParallelFor(ctx, batch * pixels, 6 * channels + 8, [&](int64_t begin, int64_t end) {
-      while (begin < end) {
-        const int64_t b = begin / pixels;
-        const int64_t stop = std::min(end, (b + 1) * pixels);
-        const int64_t base = b * pixels;
-        InterpolateBackwardBary(attr + b * vertex_count * channels, channels, tri, ids + base,
-                                grad + base * channels, begin - base, stop - base,
-                                dbary + 3 * base);
-        begin = stop;
+        DispatchChannels(channels, [&](auto nc) {
+          InterpolateBackwardT(attr + b * vertex_count * channels, nc, tri, ids + b * pixels,
+                               bary + 3 * b * pixels, grad + b * pixels * channels, pixels,
+                               dbary + 3 * b * pixels, dattr + b * vertex_count * channels,
+                               partial_bg + b * channels);
+        });
       }
     });
     float* dbg = dbg_t->flat<float>().data();
