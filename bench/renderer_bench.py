@@ -6,7 +6,7 @@ Deep3D's camera. Falls back to a 134 x 134 grid (35,912 vertices / 71,824
 triangles) when ../shared is absent. Each configuration runs in a subprocess,
 since TensorFlow fixes its intra-op thread count at start-up.
 
-  python bench/renderer_bench.py --output=bench/results/renderer.json
+  python -m bench.renderer_bench --output=bench/results/renderer.json
 """
 
 import json
@@ -15,6 +15,8 @@ import subprocess
 import sys
 
 from absl import app, flags, logging
+
+from bench.timing import report_json
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 4, "Images per batch.")
@@ -150,14 +152,7 @@ def main(argv):
     runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
   report = {"benchmark": "renderer", "batch_size": FLAGS.batch_size,
             "image_size": FLAGS.image_size, "cpu_count": os.cpu_count(), "runs": runs}
-  text = json.dumps(report, indent=2)
-  print(text)
-  if FLAGS.output:
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    tmp = FLAGS.output + ".tmp"
-    with open(tmp, "w") as f:
-      f.write(text + "\n")
-    os.replace(tmp, FLAGS.output)
+  report_json(report, FLAGS.output)
 
 
 if __name__ == "__main__":

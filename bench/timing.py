@@ -1,5 +1,7 @@
 """Shared timing helper for the benchmarks: median/min wall and CPU time."""
 
+import json
+import os
 import statistics
 import time
 
@@ -21,3 +23,15 @@ def measure(fn, repeats, warmup=2):
       "cpu_ms_min": round(min(cpu), 3),
       "repeats": repeats,
   }
+
+
+def report_json(report, path=None):
+  """Prints a benchmark report as JSON and writes it atomically to `path` if given."""
+  text = json.dumps(report, indent=2)
+  print(text)
+  if path:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      f.write(text + "\n")
+    os.replace(tmp, path)

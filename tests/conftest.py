@@ -15,3 +15,26 @@ def bfm_topology_path():
   if not os.path.isfile(path):
     pytest.skip(f"real BFM topology not found at {path} (../shared is absent)")
   return path
+
+
+def _shared_file(*parts):
+  path = os.path.join(SHARED, "data", *parts)
+  if not os.path.exists(path):
+    pytest.skip(f"{os.path.join(*parts)} not found under {SHARED}/data (../shared is absent)")
+  return path
+
+
+@pytest.fixture(scope="session")
+def standard_landmarks_path():
+  return _shared_file("deep3d", "BFM", "similarity_Lm3D_all.mat")
+
+
+@pytest.fixture(scope="session")
+def deep3d_input_dir():
+  return _shared_file("deep3d", "input")
+
+
+@pytest.fixture(scope="session")
+def synthetic_model():
+  from deep3dface import synthetic
+  return synthetic.synthetic_model()

@@ -1,0 +1,71 @@
+"""Benchmark of the coarse stage (issue: deep3dface targets).
+
+Face formation + SH lighting + landmark projection + clip space, batch 4, on a
+synthetic model with the real 35,709-vertex BFM09 front topology (a fine grid
+of similar size when ../shared is absent), as a tf.function and under XLA;
+5-point alignment per image (excluding detection) on the 25 real photos.
+
+  python bench/deep3d_bench.py --output=bench/results/deep3d.json
+"""
+
+import glob
+import os
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+_SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
+                       "deep3d")
+flags.DEFINE_integer("batch_size", 4, "Coefficient vectors per batch.")
+flags.DEFINE_integer("repeats", 20, "Timed repetitions per measurement.")
+flags.DEFINE_integer("threads", 0, "Intra-op threads (0 = TensorFlow default).")
+flags.DEFINE_string("topology", os.path.join(_SHARED, "BFM", "facemodel_info.mat"),
+                    "Deep3D's facemodel_info.mat (real topology).")
+flags.DEFINE_string("photos", os.path.join(_SHARED, "input"),
+                    "Folder of photos with 5-point .txt landmarks.")
+flags.DEFINE_string("output", None, "Optional JSON output path (also printed).")
+
+
+def main(argv):
+  del argv
+  import numpy as np
+  import tensorflow as tf
+  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+  from bench.timing import measure, report_json
+  from deep3dface import align, face_model, synthetic
+
+  if os.path.isfile(FLAGS.topology):
+    model = synthetic.synthetic_model("bfm", FLAGS.topology)
+    scene = "synthetic model, real BFM09 front topology"
+  else:
+    model = synthetic.synthetic_model("grid", grid_step=0.0095)
+    scene = "synthetic model, fine grid"
+  logging.info("%s: %d vertices", scene, model.num_vertices)
+  face = face_model.FaceModel(model)
+  rng = np.random.default_rng(0)
+  coeff = tf.constant(rng.normal(size=(FLAGS.batch_size, 257)).astype(np.float32) * 0.3)
+  sync = lambda r: tf.nest.map_structure(lambda t: t.numpy(), r)
+  graph = tf.function(face.__call__)
+  xla = tf.function(face.__call__, jit_compile=True)
+  results = {
+      "face_formation_forward": measure(lambda: sync(graph(coeff)), FLAGS.repeats),
+      "face_formation_forward_xla": measure(lambda: sync(xla(coeff)), FLAGS.repeats),
+  }
+  photos = sorted(glob.glob(os.path.join(FLAGS.photos, "*.jpg")) +
+                  glob.glob(os.path.join(FLAGS.photos, "*.png")))
+  if photos:
+    items = [(align.load_image(p), align.load_landmarks_txt(os.path.splitext(p)[0] + ".txt"))
+             for p in photos]
+    per_image = [measure(lambda: align.align_image(im, pts), 5) for im, pts in items]
+    results["alignment_per_image"] = {
+        "wall_ms_median": float(np.median([r["wall_ms_median"] for r in per_image])),
+        "wall_ms_max_of_medians": float(np.max([r["wall_ms_median"] for r in per_image])),
+        "images": len(items)}
+  report = {"benchmark": "deep3d", "scene": scene, "vertices": model.num_vertices,
+            "batch_size": FLAGS.batch_size, "intra_op_threads": FLAGS.threads,
+            "cpu_count": os.cpu_count(), "results": results}
+  report_json(report, FLAGS.output)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,256 @@
+"""A synthetic morphable model in the BFM_model_front.mat schema.
+
+The licensed BFM09 is not available to everyone, so the project generates a
+face-like stand-in: a procedural face surface (dome, eye sockets, brow ridge,
+nose, lips) in decimetres facing +z, 68 keypoints in the iBUG/dlib layout
+whose five alignment points sit at Deep3D's standard 3-D landmarks, smooth
+identity/expression/albedo bases with decaying scales (coefficients ~ N(0, 1)
+give plausible faces, as with the EV-scaled BFM bases), and the masks.
+
+Two topologies:
+  * "grid": a triangulated grid clipped to a face oval (~3,500 vertices), the
+    embedded default, fast enough for CI;
+  * "bfm": the real 35,709-vertex / 70,789-triangle BFM09 front topology from
+    Deep3D's facemodel_info.mat (with its real point_buf, keypoints and masks),
+    laid out on the same surface, so tests and benchmarks run at the real size.
+"""
+
+import numpy as np
+import scipy.interpolate
+import scipy.io
+
+from deep3dface import bfm
+from deep3dface import constants
+
+# Deep3D's five standard alignment targets (SPEC 2.1), x right, y up, z to the
+# camera, in model units (dm).
+STANDARD_FIVE_POINTS = np.array([
+    [-0.31149, 0.29036, 0.13378],
+    [0.30980, 0.28972, 0.13180],
+    [0.00325, -0.04618, 0.55244],
+    [-0.25217, -0.38134, 0.22406],
+    [0.24847, -0.38128, 0.22236],
+], np.float32)
+
+FACE_HALF_WIDTH = 0.85  # dm, half-axes of the face oval
+FACE_HALF_HEIGHT = 1.12
+FACE_CENTER_Y = -0.08
+
+
+def _gauss(x, y, cx, cy, sx, sy):
+  return np.exp(-0.5 * (((x - cx) / sx) ** 2 + ((y - cy) / sy) ** 2))
+
+
+def face_height(x, y):
+  """Procedural face depth z(x, y) in dm (x right, y up; arrays of any shape)."""
+  r2 = (x / FACE_HALF_WIDTH) ** 2 + ((y - FACE_CENTER_Y) / FACE_HALF_HEIGHT) ** 2
+  z = 0.55 * np.sqrt(np.clip(1.0 - 0.8 * r2, 0.0, None)) - 0.29
+  z -= 0.10 * (_gauss(x, y, -0.31, 0.29, 0.11, 0.07) + _gauss(x, y, 0.31, 0.29, 0.11, 0.07))
+  z += 0.05 * (_gauss(x, y, -0.30, 0.45, 0.16, 0.04) + _gauss(x, y, 0.30, 0.45, 0.16, 0.04))
+  z += 0.22 * _gauss(x, y, 0.0, 0.08, 0.07, 0.20) + 0.12 * _gauss(x, y, 0.0, -0.06, 0.09, 0.07)
+  z += 0.03 * _gauss(x, y, 0.0, -0.38, 0.22, 0.06) - 0.02 * _gauss(x, y, 0.0, -0.52, 0.2, 0.04)
+  return z
+
+
+def keypoints_2d():
+  """68 keypoint (x, y) positions in the iBUG/dlib order, dm.
+
+  Eye corners (0-based 36/39 and 42/45) average to the standard eye targets,
+  30 is the nose tip and 48/54 the mouth corners, as in SPEC 2.1.
+  """
+  pts = []
+  theta = np.linspace(0.0, np.pi, 17)  # 0-16 jaw, image-left to image-right
+  pts += list(zip(-0.74 * np.cos(theta), 0.30 - 1.08 * np.sin(theta)))
+  for side in (-1.0, 1.0):  # 17-21 and 22-26 brows (image-left first)
+    xs = np.linspace(0.52, 0.10, 5) if side < 0 else np.linspace(0.10, 0.52, 5)
+    pts += [(side * x, 0.46 + 0.06 * np.sin(np.pi * (x - 0.10) / 0.42)) for x in xs]
+  pts += [(0.0, y) for y in np.linspace(0.28, 0.0, 4)]  # 27-30 bridge to tip
+  pts[30] = tuple(STANDARD_FIVE_POINTS[2, :2])
+  pts += [(x, -0.13 + 0.03 * abs(x) / 0.13) for x in np.linspace(-0.13, 0.13, 5)]  # 31-35
+  for cx in (-0.31149, 0.30980):  # 36-41, 42-47: corner, upper lid x2, corner, lower x2
+    cy = 0.29
+    lid = [(cx - 0.14, cy), (cx - 0.05, cy + 0.045), (cx + 0.05, cy + 0.045), (cx + 0.14, cy),
+           (cx + 0.05, cy - 0.04), (cx - 0.05, cy - 0.04)]
+    pts += lid
+  mx, my = 0.0, -0.38
+  outer = [(-0.25, my), (-0.15, my + 0.07), (-0.05, my + 0.09), (0.0, my + 0.08),
+           (0.05, my + 0.09), (0.15, my + 0.07), (0.25, my), (0.15, my - 0.08),
+           (0.05, my - 0.11), (0.0, my - 0.11), (-0.05, my - 0.11), (-0.15, my - 0.08)]
+  inner = [(-0.21, my), (-0.07, my + 0.03), (0.0, my + 0.03), (0.07, my + 0.03), (0.21, my),
+           (0.07, my - 0.03), (0.0, my - 0.03), (-0.07, my - 0.03)]
+  pts += [(mx + x, y) for x, y in outer + inner]
+  out = np.array(pts, np.float64)
+  assert out.shape == (constants.NUM_KEYPOINTS, 2)
+  return out
+
+
+def _grid_topology(step):
+  """Grid vertices (x, y) inside the face oval and CCW triangles (+z normals)."""
+  xs = np.arange(-FACE_HALF_WIDTH, FACE_HALF_WIDTH + 1e-9, step)
+  ys = np.arange(FACE_CENTER_Y - FACE_HALF_HEIGHT, FACE_CENTER_Y + FACE_HALF_HEIGHT + 1e-9, step)
+  gx, gy = np.meshgrid(xs, ys)  # row = y index
+  inside = (gx / FACE_HALF_WIDTH) ** 2 + ((gy - FACE_CENTER_Y) / FACE_HALF_HEIGHT) ** 2 <= 1.0
+  rows, cols = gx.shape
+  idx = np.arange(rows * cols).reshape(rows, cols)
+  a, b = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel()
+  c, d = idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+  keep = inside.ravel()[a] & inside.ravel()[b] & inside.ravel()[c] & inside.ravel()[d]
+  a, b, c, d = a[keep], b[keep], c[keep], d[keep]
+  # (a, b, d) and (a, d, c) are counter-clockwise with y up.
+  tri = np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)])
+  used = np.unique(tri)
+  remap = np.full(rows * cols, -1, np.int64)
+  remap[used] = np.arange(len(used))
+  xy = np.stack([gx.ravel()[used], gy.ravel()[used]], 1)
+  return xy, remap[tri].astype(np.int32)
+
+
+def _bfm_layout(info, target_xy):
+  """(x, y) of the real topology: Tutte layout warped so keypoints hit target_xy."""
+  from renderer import scenes  # numpy-only helpers shared with the renderer tests
+  tri = (info["tri"] - 1).astype(np.int64)
+  n = int(info["point_buf"].shape[0])
+  uv = scenes.tutte_embedding(tri, n)
+  kp = (info["keypoints"].ravel() - 1).astype(np.int64)
+  # Affine fit first, then a smoothed thin-plate correction of the residual.
+  design = np.concatenate([uv[kp], np.ones((len(kp), 1))], 1)
+  affine, *_ = np.linalg.lstsq(design, target_xy, rcond=None)
+  xy = np.concatenate([uv, np.ones((n, 1))], 1) @ affine
+  warp = scipy.interpolate.RBFInterpolator(xy[kp], target_xy - xy[kp],
+                                           kernel="thin_plate_spline", smoothing=1e-3)
+  xy = xy + warp(xy)
+  # Keep the topology's triangles counter-clockwise seen from +z.
+  e1, e2 = xy[tri[:, 1]] - xy[tri[:, 0]], xy[tri[:, 2]] - xy[tri[:, 0]]
+  if np.sum(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) < 0:
+    tri = tri[:, [0, 2, 1]]
+  return xy, tri.astype(np.int32)
+
+
+def _smooth_fields(xy, count, rng, order=7):
+  """`count` random smooth scalar fields on the vertices, each with unit RMS."""
+  u = xy[:, 0] / FACE_HALF_WIDTH
+  v = (xy[:, 1] - FACE_CENTER_Y) / FACE_HALF_HEIGHT
+  feats = [np.cos(0.5 * np.pi * i * (u + 1)) * np.cos(0.5 * np.pi * j * (v + 1))
+           for i in range(order) for j in range(order) if 0 < i + j]
+  feats = np.stack(feats, 1)
+  freq = np.array([i + j for i in range(order) for j in range(order) if 0 < i + j], np.float64)
+  weights = rng.normal(size=(feats.shape[1], count)) / freq[:, None] ** 1.5
+  fields = feats @ weights
+  fields -= fields.mean(0)
+  return fields / np.sqrt((fields ** 2).mean(0))
+
+
+def _interleave(fx, fy, fz):
+  """[N, K] per-axis fields -> [3N, K] rows interleaving x, y, z (BFM layout)."""
+  n, k = fx.shape
+  out = np.empty((3 * n, k), np.float64)
+  out[0::3], out[1::3], out[2::3] = fx, fy, fz
+  return out
+
+
+def _bases(xy, rng):
+  """Identity, expression and albedo bases with decaying per-component scales."""
+  n = len(xy)
+  x, y = xy[:, 0], xy[:, 1]
+  k_id = np.arange(constants.ID_DIM)
+  scale_id = 0.05 / (1.0 + k_id) ** 0.6  # dm
+  fz = _smooth_fields(xy, constants.ID_DIM, rng)
+  fx = 0.4 * _smooth_fields(xy, constants.ID_DIM, rng)
+  fy = 0.4 * _smooth_fields(xy, constants.ID_DIM, rng)
+  id_base = _interleave(fx, fy, fz) * scale_id
+
+  k_ex = np.arange(constants.EXP_DIM)
+  scale_ex = 0.03 / (1.0 + k_ex) ** 0.5
+  local = np.maximum.reduce([_gauss(x, y, 0.0, -0.40, 0.28, 0.18),
+                             0.6 * _gauss(x, y, -0.31, 0.35, 0.18, 0.12),
+                             0.6 * _gauss(x, y, 0.31, 0.35, 0.18, 0.12)])[:, None]
+  ex_base = _interleave(0.5 * local * _smooth_fields(xy, constants.EXP_DIM, rng),
+                        local * _smooth_fields(xy, constants.EXP_DIM, rng),
+                        local * _smooth_fields(xy, constants.EXP_DIM, rng)) * scale_ex
+
+  skin = np.array([205.0, 160.0, 140.0])
+  lips = _gauss(x, y, 0.0, -0.38, 0.2, 0.07)[:, None]
+  brows = (_gauss(x, y, -0.30, 0.48, 0.17, 0.035) + _gauss(x, y, 0.30, 0.48, 0.17, 0.035))
+  eyes = (_gauss(x, y, -0.31, 0.29, 0.07, 0.03) + _gauss(x, y, 0.31, 0.29, 0.07, 0.03))
+  mean_tex = (skin + lips * np.array([-30.0, -65.0, -45.0]) +
+              np.clip(brows, 0, 1)[:, None] * np.array([-110.0, -95.0, -85.0]) +
+              np.clip(eyes, 0, 1)[:, None] * np.array([-60.0, -50.0, -40.0]))
+  k_tex = np.arange(constants.TEX_DIM)
+  scale_tex = 22.0 / (1.0 + k_tex) ** 0.6  # 0-255 units
+  lum = _smooth_fields(xy, constants.TEX_DIM, rng)
+  tint = 0.3 * _smooth_fields(xy, constants.TEX_DIM, rng)
+  tex_base = _interleave(lum + tint, lum, lum - tint) * scale_tex
+  return id_base, ex_base, np.clip(mean_tex, 0.0, 255.0), tex_base
+
+
+def _masks(xy, triangles):
+  x, y = xy[:, 0], xy[:, 1]
+  front = (x / 0.72) ** 2 + ((y - FACE_CENTER_Y) / 0.98) ** 2 <= 1.0
+  front_idx = np.flatnonzero(front).astype(np.int32)
+  remap = np.full(len(xy), -1, np.int64)
+  remap[front_idx] = np.arange(len(front_idx))
+  tri_front = triangles[np.all(front[triangles], axis=1)]
+  features = np.maximum.reduce([_gauss(x, y, -0.31, 0.29, 0.12, 0.07),
+                                _gauss(x, y, 0.31, 0.29, 0.12, 0.07),
+                                _gauss(x, y, -0.30, 0.47, 0.2, 0.05),
+                                _gauss(x, y, 0.30, 0.47, 0.2, 0.05),
+                                _gauss(x, y, 0.0, -0.38, 0.3, 0.1),
+                                _gauss(x, y, 0.0, -0.05, 0.12, 0.25)])
+  skin = front & (features < 0.3)
+  return front_idx, remap[tri_front].astype(np.int32), skin
+
+
+def synthetic_model(topology="grid", facemodel_info=None, seed=0, grid_step=0.03,
+                    standard_landmarks=None):
+  """Builds a synthetic MorphableModel.
+
+  Args:
+    topology: "grid" (self-contained) or "bfm" (needs `facemodel_info`).
+    facemodel_info: path of Deep3D's facemodel_info.mat (real BFM09 front
+      topology: tri, point_buf, keypoints, frontmask2_idx, tri_mask2, skinmask).
+    seed: random seed of the bases.
+    grid_step: grid spacing in dm for the "grid" topology.
+    standard_landmarks: optional float `[68, 3]` (similarity_Lm3D_all.mat's
+      `lm`): keypoint (x, y) targets for the "bfm" layout instead of the
+      procedural ones.
+
+  Returns:
+    MorphableModel (bases float32, indices 0-based).
+  """
+  rng = np.random.default_rng(seed)
+  if topology == "grid":
+    xy, triangles = _grid_topology(grid_step)
+    kp_xy = keypoints_2d()
+    keypoints = np.argmin(((xy[None] - kp_xy[:, None]) ** 2).sum(-1), axis=1).astype(np.int32)
+    front_idx, tri_mask2, skin = _masks(xy, triangles)
+    point_buf = bfm.point_buffer(triangles, len(xy))
+  elif topology == "bfm":
+    if facemodel_info is None:
+      raise ValueError("topology='bfm' needs facemodel_info (Deep3D's facemodel_info.mat)")
+    info = scipy.io.loadmat(facemodel_info)
+    target = (keypoints_2d() if standard_landmarks is None else
+              np.asarray(standard_landmarks, np.float64)[:, :2])
+    xy, triangles = _bfm_layout(info, target)
+    keypoints = (info["keypoints"].ravel() - 1).astype(np.int32)
+    front_idx = (info["frontmask2_idx"].ravel() - 1).astype(np.int32)
+    tri_mask2 = (info["tri_mask2"] - 1).astype(np.int32)
+    skin = info["skinmask"].ravel() > 0.5
+    point_buf = (info["point_buf"] - 1).astype(np.int32)
+  else:
+    raise ValueError(f"topology must be 'grid' or 'bfm', got {topology!r}")
+  z = face_height(xy[:, 0], xy[:, 1])
+  mean_shape = np.concatenate([xy, z[:, None]], 1)
+  id_base, ex_base, mean_tex, tex_base = _bases(xy, rng)
+  return bfm.MorphableModel(
+      mean_shape=mean_shape.astype(np.float32),
+      id_base=id_base.astype(np.float32),
+      ex_base=ex_base.astype(np.float32),
+      mean_tex=mean_tex.astype(np.float32),
+      tex_base=tex_base.astype(np.float32),
+      triangles=np.asarray(triangles, np.int32),
+      point_buf=point_buf,
+      keypoints=keypoints,
+      front_mask_idx=front_idx,
+      tri_mask2=tri_mask2,
+      skin_mask=skin,
+  )
