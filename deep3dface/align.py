@@ -12,7 +12,6 @@ right, y down, unless a name says `_up` (Deep3D's y-up convention).
 
 import collections
 import dataclasses
-import os
 
 import numpy as np
 import PIL.Image
@@ -20,7 +19,6 @@ import PIL.ImageOps
 import scipy.io
 
 from deep3dface import constants
-from deep3dface.synthetic import STANDARD_FIVE_POINTS
 
 RESAMPLE = {"bicubic": PIL.Image.BICUBIC, "bilinear": PIL.Image.BILINEAR}
 MIN_IMAGE_SIZE = 16  # pixels; smaller images cannot hold a detectable face
@@ -81,7 +79,7 @@ def standard_five_points(path=None):
   given, else the SPEC table's values (5 decimals).
   """
   if path is None:
-    return STANDARD_FIVE_POINTS.astype(np.float64)
+    return np.array(constants.STANDARD_FIVE_POINTS, np.float64)
   lm = scipy.io.loadmat(path).get("lm")
   if lm is None or lm.shape != (68, 3):
     raise InputError(f"{path}: expected key 'lm' with shape [68, 3]")
@@ -208,9 +206,3 @@ def align_image(image, points, standard=None, resample="bicubic",
                              scale=float(s), translation=(float(t[0]), float(t[1])),
                              crop_size=crop_size)
   return AlignedFace(crop, lm, transform)
-
-
-def check_file(path):
-  """InputError unless `path` is an existing file (a one-line message)."""
-  if not os.path.isfile(path):
-    raise InputError(f"{path}: no such file")

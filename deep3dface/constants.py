@@ -39,6 +39,14 @@ ALIGN_SCALE = 102.0
 # (similarity_Lm3D_all.mat), 1-based as in SPEC 2.1: eyes = means of the two
 # eye corners, nose tip, mouth corners; image-left first.
 STD_LANDMARK_GROUPS_1BASED = ((37, 40), (43, 46), (31,), (49,), (55,))
+# Those five targets (SPEC 2.1 table): x right, y up, z to the camera, dm.
+STANDARD_FIVE_POINTS = (
+    (-0.31149, 0.29036, 0.13378),
+    (0.30980, 0.28972, 0.13180),
+    (0.00325, -0.04618, 0.55244),
+    (-0.25217, -0.38134, 0.22406),
+    (0.24847, -0.38128, 0.22236),
+)
 # The 5 points from 68 detected landmarks (dlib's 68-point layout, 0-based):
 # eye centres = means of the six eye-contour points, nose tip, mouth corners.
 DETECTED_LANDMARK_GROUPS_0BASED = (tuple(range(36, 42)), tuple(range(42, 48)), (30,), (48,),

@@ -44,11 +44,17 @@ def split_coefficients(coefficients):
   Raises:
     ValueError: if the static shape is not `[B, 257]`.
   """
+  coefficients = _checked_coefficients(coefficients)
+  return Coefficients(*tf.split(coefficients, constants.COEFF_SPLITS, axis=-1))
+
+
+def _checked_coefficients(coefficients):
+  """float32 tensor of `coefficients`; ValueError unless its static shape is `[B, 257]`."""
   coefficients = tf.convert_to_tensor(coefficients, tf.float32)
   if coefficients.shape.rank != 2 or coefficients.shape[-1] not in (None, constants.COEFF_DIM):
     raise ValueError(f"coefficients must have shape [B, {constants.COEFF_DIM}], got "
                      f"{coefficients.shape}")
-  return Coefficients(*tf.split(coefficients, constants.COEFF_SPLITS, axis=-1))
+  return coefficients
 
 
 def rotation_matrices(angles):
@@ -189,9 +195,7 @@ class FaceModel(tf.Module):
       ValueError: a static shape other than `[B, 257]`.
       tf.errors.InvalidArgumentError: NaN or infinite coefficients.
     """
-    coefficients = tf.convert_to_tensor(coefficients, tf.float32)
-    split_coefficients(coefficients)  # static shape check with a clear message
-    coefficients = tf.debugging.check_numerics(coefficients,
+    coefficients = tf.debugging.check_numerics(_checked_coefficients(coefficients),
                                                "face coefficients contain NaN or Inf")
     return self._form(coefficients)
 

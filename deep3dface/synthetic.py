@@ -22,16 +22,6 @@ import scipy.io
 from deep3dface import bfm
 from deep3dface import constants
 
-# Deep3D's five standard alignment targets (SPEC 2.1), x right, y up, z to the
-# camera, in model units (dm).
-STANDARD_FIVE_POINTS = np.array([
-    [-0.31149, 0.29036, 0.13378],
-    [0.30980, 0.28972, 0.13180],
-    [0.00325, -0.04618, 0.55244],
-    [-0.25217, -0.38134, 0.22406],
-    [0.24847, -0.38128, 0.22236],
-], np.float32)
-
 FACE_HALF_WIDTH = 0.85  # dm, half-axes of the face oval
 FACE_HALF_HEIGHT = 1.12
 FACE_CENTER_Y = -0.08
@@ -65,9 +55,10 @@ def keypoints_2d():
     xs = np.linspace(0.52, 0.10, 5) if side < 0 else np.linspace(0.10, 0.52, 5)
     pts += [(side * x, 0.46 + 0.06 * np.sin(np.pi * (x - 0.10) / 0.42)) for x in xs]
   pts += [(0.0, y) for y in np.linspace(0.28, 0.0, 4)]  # 27-30 bridge to tip
-  pts[30] = tuple(STANDARD_FIVE_POINTS[2, :2])
+  pts[30] = constants.STANDARD_FIVE_POINTS[2][:2]
   pts += [(x, -0.13 + 0.03 * abs(x) / 0.13) for x in np.linspace(-0.13, 0.13, 5)]  # 31-35
-  for cx in (-0.31149, 0.30980):  # 36-41, 42-47: corner, upper lid x2, corner, lower x2
+  eye_xs = [constants.STANDARD_FIVE_POINTS[i][0] for i in (0, 1)]
+  for cx in eye_xs:  # 36-41, 42-47: corner, upper lid x2, corner, lower x2
     cy = 0.29
     lid = [(cx - 0.14, cy), (cx - 0.05, cy + 0.045), (cx + 0.05, cy + 0.045), (cx + 0.14, cy),
            (cx + 0.05, cy - 0.04), (cx - 0.05, cy - 0.04)]
@@ -150,7 +141,6 @@ def _interleave(fx, fy, fz):
 
 def _bases(xy, rng):
   """Identity, expression and albedo bases with decaying per-component scales."""
-  n = len(xy)
   x, y = xy[:, 0], xy[:, 1]
   k_id = np.arange(constants.ID_DIM)
   scale_id = 0.05 / (1.0 + k_id) ** 0.6  # dm

@@ -9,19 +9,16 @@ SHARED = os.environ.get("GCN_FACE_SHARED", os.path.join(os.path.dirname(ROOT), "
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-@pytest.fixture(scope="session")
-def bfm_topology_path():
-  path = os.path.join(SHARED, "data", "deep3d", "BFM", "facemodel_info.mat")
-  if not os.path.isfile(path):
-    pytest.skip(f"real BFM topology not found at {path} (../shared is absent)")
-  return path
-
-
 def _shared_file(*parts):
   path = os.path.join(SHARED, "data", *parts)
   if not os.path.exists(path):
     pytest.skip(f"{os.path.join(*parts)} not found under {SHARED}/data (../shared is absent)")
   return path
+
+
+@pytest.fixture(scope="session")
+def bfm_topology_path():
+  return _shared_file("deep3d", "BFM", "facemodel_info.mat")
 
 
 @pytest.fixture(scope="session")
