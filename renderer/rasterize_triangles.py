@@ -1,7 +1,5 @@
 """tf_mesh_renderer's `rasterize_triangles`: rasterize and interpolate in one call."""
 
-import tensorflow as tf
-
 from renderer import _checks
 from renderer import camera_utils
 from renderer.rasterize import interpolate, rasterize

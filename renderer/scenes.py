@@ -6,8 +6,6 @@ embedding of the mesh into an ellipse, lifted onto a smooth face-sized dome,
 in the Deep3D camera's units (decimetres, centred at the origin, facing +z).
 """
 
-import collections
-
 import numpy as np
 import scipy.io
 import scipy.sparse

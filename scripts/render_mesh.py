@@ -56,7 +56,6 @@ def user_path(path):
 
 def main(argv):
   del argv
-  import tensorflow as tf
   from PIL import Image
   import renderer
   from renderer import scenes

@@ -25,6 +25,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__SSE2__) && !defined(__CUDACC__)
 #define RENDERER_CPU_SSE2 1
@@ -321,22 +322,15 @@ inline void RasterizeBackwardImage(const float* clip, const int32_t* triangles,
   }
 }
 
-// Channel count as a compile-time constant where kChannels > 0 (the common
-// small counts, so the per-channel loops unroll), else the runtime value.
-template <int kChannels>
-struct Channels {
-  explicit Channels(int runtime) : runtime_(runtime) {}
-  int operator()() const { return kChannels > 0 ? kChannels : runtime_; }
-  int runtime_;
-};
-
 // out[p, :] = sum_i bary[p, i] * attr[tri[ids[p]][i], :], or background where
-// ids[p] is empty, for pixels [begin, end) of one image.
+// ids[p] is empty, for pixels [begin, end) of one image. kChannels > 0 is the
+// channel count as a compile-time constant (so the per-channel loops unroll);
+// 0 means `runtime_channels`.
 template <int kChannels>
-void InterpolatePixelsT(const float* attr, Channels<kChannels> nc, const int32_t* triangles,
+void InterpolatePixelsT(const float* attr, int runtime_channels, const int32_t* triangles,
                         const int32_t* ids, const float* bary, const float* background,
                         int64_t begin, int64_t end, float* out) {
-  const int channels = nc();
+  const int channels = kChannels > 0 ? kChannels : runtime_channels;
   for (int64_t p = begin; p < end; ++p) {
     float* o = out + p * channels;
     const int32_t t = ids[p];
@@ -358,11 +352,11 @@ void InterpolatePixelsT(const float* attr, Channels<kChannels> nc, const int32_t
 // and d f / d background [C] in pixel order (deterministic). df_dattr and
 // df_dbackground must be zeroed by the caller.
 template <int kChannels>
-void InterpolateBackwardT(const float* attr, Channels<kChannels> nc, const int32_t* triangles,
+void InterpolateBackwardT(const float* attr, int runtime_channels, const int32_t* triangles,
                           const int32_t* ids, const float* bary, const float* df_dout,
                           int64_t pixel_count, float* df_dbary, float* df_dattr,
                           float* df_dbackground) {
-  const int channels = nc();
+  const int channels = kChannels > 0 ? kChannels : runtime_channels;
   for (int64_t p = 0; p < pixel_count; ++p) {
     const float* g = df_dout + p * channels;
     float* db = df_dbary + 3 * p;
@@ -388,17 +382,17 @@ void InterpolateBackwardT(const float* attr, Channels<kChannels> nc, const int32
   }
 }
 
-// Calls fn(Channels<k>) with k = channels for the counts mesh_renderer and the
-// face model use, or k = 0 (runtime count) otherwise.
+// Calls fn(std::integral_constant<int, k>) with k = channels for the counts
+// mesh_renderer and the face model use, or k = 0 (run-time count) otherwise.
 template <typename Fn>
 void DispatchChannels(int channels, Fn&& fn) {
   switch (channels) {
-    case 1: return fn(Channels<1>(1));
-    case 3: return fn(Channels<3>(3));
-    case 4: return fn(Channels<4>(4));
-    case 9: return fn(Channels<9>(9));
-    case 12: return fn(Channels<12>(12));
-    default: return fn(Channels<0>(channels));
+    case 1: return fn(std::integral_constant<int, 1>());
+    case 3: return fn(std::integral_constant<int, 3>());
+    case 4: return fn(std::integral_constant<int, 4>());
+    case 9: return fn(std::integral_constant<int, 9>());
+    case 12: return fn(std::integral_constant<int, 12>());
+    default: return fn(std::integral_constant<int, 0>());
   }
 }
 

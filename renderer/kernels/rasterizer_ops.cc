@@ -356,10 +356,10 @@ class InterpolateOp : public OpKernel {
         const int64_t b = begin / pixels;
         const int64_t stop = std::min(end, (b + 1) * pixels);
         const int64_t base = b * pixels;
-        DispatchChannels(channels, [&](auto nc) {
-          InterpolatePixelsT(attr + b * vertex_count * channels, nc, tri, ids + base,
-                             bary + 3 * base, background, begin - base, stop - base,
-                             out + base * channels);
+        DispatchChannels(channels, [&](auto k) {
+          InterpolatePixelsT<decltype(k)::value>(
+              attr + b * vertex_count * channels, channels, tri, ids + base, bary + 3 * base,
+              background, begin - base, stop - base, out + base * channels);
         });
         begin = stop;
       }
@@ -410,11 +410,12 @@ class InterpolateGradOp : public OpKernel {
     // One image per unit: the scatter into attributes runs in pixel order.
     ParallelFor(ctx, batch, pixels * (6 * channels + 4), [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
-        DispatchChannels(channels, [&](auto nc) {
-          InterpolateBackwardT(attr + b * vertex_count * channels, nc, tri, ids + b * pixels,
-                               bary + 3 * b * pixels, grad + b * pixels * channels, pixels,
-                               dbary + 3 * b * pixels, dattr + b * vertex_count * channels,
-                               partial_bg + b * channels);
+        DispatchChannels(channels, [&](auto k) {
+          InterpolateBackwardT<decltype(k)::value>(
+              attr + b * vertex_count * channels, channels, tri, ids + b * pixels,
+              bary + 3 * b * pixels, grad + b * pixels * channels, pixels,
+              dbary + 3 * b * pixels, dattr + b * vertex_count * channels,
+              partial_bg + b * channels);
         });
       }
     });
