@@ -89,6 +89,8 @@ setup(
         "scipy>=1.11",
         "pillow>=10.0",
         "absl-py>=2.0",
+        "dlib-bin>=19.24",
+        "face_recognition_models>=0.3.0",
     ],
     extras_require={"test": ["pytest>=8"]},
     zip_safe=False,

@@ -3,9 +3,11 @@
 Face formation + SH lighting + landmark projection + clip space, batch 4, on a
 synthetic model with the real 35,709-vertex BFM09 front topology (a fine grid
 of similar size when ../shared is absent), as a tf.function and under XLA;
-5-point alignment per image (excluding detection) on the 25 real photos.
+5-point alignment per image (excluding detection) and dlib detection + 68
+landmarks per image on the 25 real photos; R-Net forward (random weights) at
+batch 1, as a tf.function and under XLA.
 
-  python bench/deep3d_bench.py --output=bench/results/deep3d.json
+  python -m bench.deep3d_bench --output=bench/results/deep3d.json
 """
 
 import glob
@@ -32,7 +34,7 @@ def main(argv):
   import tensorflow as tf
   tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
   from bench.timing import measure, report_json
-  from deep3dface import align, face_model, synthetic
+  from deep3dface import align, face_model, rnet, synthetic
 
   if os.path.isfile(FLAGS.topology):
     model = synthetic.synthetic_model("bfm", FLAGS.topology)
@@ -61,6 +63,23 @@ def main(argv):
         "wall_ms_median": float(np.median([r["wall_ms_median"] for r in per_image])),
         "wall_ms_max_of_medians": float(np.max([r["wall_ms_median"] for r in per_image])),
         "images": len(items)}
+    try:
+      from deep3dface import landmarks
+      detector = landmarks.LandmarkDetector()
+      per_image = [measure(lambda: detector.detect(im), 3, warmup=1) for im, _ in items]
+      results["dlib_landmarks_per_image"] = {
+          "wall_ms_median": float(np.median([r["wall_ms_median"] for r in per_image])),
+          "wall_ms_max_of_medians": float(np.max([r["wall_ms_median"] for r in per_image])),
+          "images": len(items)}
+    except ImportError as e:
+      logging.warning("skipping dlib landmarks: %s", e)
+  net = rnet.build_rnet()
+  image = tf.constant(rng.uniform(0, 255, (1, 224, 224, 3)).astype(np.float32))
+  infer = lambda images: net(images, training=False)
+  rnet_graph = tf.function(infer)
+  rnet_xla = tf.function(infer, jit_compile=True)
+  results["rnet_forward_batch1"] = measure(lambda: sync(rnet_graph(image)), FLAGS.repeats)
+  results["rnet_forward_batch1_xla"] = measure(lambda: sync(rnet_xla(image)), FLAGS.repeats)
   report = {"benchmark": "deep3d", "scene": scene, "vertices": model.num_vertices,
             "batch_size": FLAGS.batch_size, "intra_op_threads": FLAGS.threads,
             "cpu_count": os.cpu_count(), "results": results}

@@ -145,7 +145,11 @@ def load_model(path):
     ModelFormatError: missing/unreadable file, missing key, wrong shape or
       dtype, non-finite values, or an index out of range (incl. 0-based files).
   """
-  data = _read_mat(path)
+  return model_from_mat_dict(_read_mat(path), path)
+
+
+def model_from_mat_dict(data, path):
+  """Validates a BFM_model_front.mat dictionary (as `load_model`); `path` names it in errors."""
   missing = [k for k in SCHEMA if k not in data]
   if missing:
     _fail(path, f"missing key(s) {', '.join(missing)}; a BFM_model_front.mat has "
@@ -211,9 +215,14 @@ def model_to_mat_dict(model):
 
 def save_model(model, path):
   """Writes `model` as a BFM_model_front.mat-schema file, atomically."""
+  save_mat_atomic(path, model_to_mat_dict(model), compress=True)
+
+
+def save_mat_atomic(path, arrays, compress=False):
+  """scipy.io.savemat through a temporary file in the same folder, then a rename."""
   tmp = f"{path}.tmp-{os.getpid()}.mat"
   try:
-    scipy.io.savemat(tmp, model_to_mat_dict(model), do_compression=True)
+    scipy.io.savemat(tmp, arrays, do_compression=compress)
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):

@@ -12,6 +12,8 @@ import os
 import numpy as np
 from absl import app, flags, logging
 
+from scripts.common import fail, user_path
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("mesh", "cube", "'cube', or an OBJ file (v/f lines; extra v columns ignored).")
 flags.DEFINE_string("output", "out/render_mesh.png", "PNG to write (atomically).")
@@ -48,12 +50,6 @@ def read_obj(path):
   return vertices, faces
 
 
-def user_path(path):
-  """Paths given to `bazel run` are relative to the workspace, not the runfiles tree."""
-  base = os.environ.get("BUILD_WORKSPACE_DIRECTORY", "")
-  return path if os.path.isabs(path) or not base else os.path.join(base, path)
-
-
 def main(argv):
   del argv
   from PIL import Image
@@ -66,7 +62,7 @@ def main(argv):
     try:
       vertices, triangles = read_obj(user_path(FLAGS.mesh))
     except ValueError as e:
-      raise app.UsageError(str(e))
+      fail(str(e))
   vertices = vertices - vertices.mean(0)
   vertices /= np.linalg.norm(vertices, axis=1).max()
   rotation = renderer.camera_utils.euler_matrices([[float(a) for a in FLAGS.angles]])[0, :3, :3]

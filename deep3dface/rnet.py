@@ -1,0 +1,275 @@
+"""Deep3D's R-Net: TF-slim ResNet-50 v1 + seven 1x1 coefficient heads (SPEC 2.2).
+
+Two ways to run Deep3D's frozen `FaceReconModel.pb`:
+
+    model = rnet.from_frozen_graph("checkpoints/FaceReconModel.pb")   # Keras, converted
+    coeff, pool5 = model(rnet.to_rnet_input(rgb_uint8))
+
+    graph = rnet.FrozenGraphRNet("checkpoints/FaceReconModel.pb")      # the graph itself
+    coeff, pool5 = graph(rnet.to_rnet_input(rgb_uint8))
+
+Input: float32 `[B, 224, 224, 3]` **BGR** in [0, 255], no mean subtraction
+(`to_rnet_input` converts RGB uint8). Outputs: coefficients `[B, 257]`
+(layout in `constants`) and the pooled ResNet feature `[B, 2048]` that the GCN
+release feeds to its decoder.
+
+Keras layers are named after the slim scopes with "/" written as "."
+(`resnet_v1_50.block1.unit_1.bottleneck_v1.conv1`), so each weight's slim
+name is its layer name plus `/weights`, `/biases` or `/BatchNorm/<stat>`.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from deep3dface import constants
+
+INPUT_TENSOR = "input_imgs:0"
+COEFF_TENSOR = "coeff:0"
+POOL5_TENSOR = "resnet_v1_50/pool5:0"
+RESNET_SCOPE = "resnet_v1_50"
+FEATURE_DIM = 2048  # ResNet-50 pool5 channels
+# Deep3D networks.py: (scope, outputs), concatenated in this order. fc-XY and
+# fc-Z are the translation's x, y and z.
+HEADS = (("fc-id", constants.ID_DIM), ("fc-ex", constants.EXP_DIM), ("fc-tex", constants.TEX_DIM),
+         ("fc-angles", constants.ANGLE_DIM), ("fc-gamma", constants.GAMMA_DIM), ("fc-XY", 2),
+         ("fc-Z", 1))
+# slim resnet_v1_50: (block, bottleneck depth, units); output depth 4x; the
+# last unit of blocks 1-3 has stride 2.
+BLOCKS = (("block1", 64, 3, 2), ("block2", 128, 4, 2), ("block3", 256, 6, 2), ("block4", 512, 3, 1))
+BN_EPSILON = 1e-5  # slim resnet_arg_scope
+BN_MOMENTUM = 0.997  # slim resnet_arg_scope (only matters when fine-tuning)
+BN_STATS = ("gamma", "beta", "moving_mean", "moving_variance")  # slim and Keras agree
+
+
+class GraphFormatError(ValueError):
+  """A frozen graph that cannot be read or lacks the R-Net's tensors; one line naming the file."""
+
+
+def to_rnet_input(images):
+  """RGB images `[B, 224, 224, 3]` (uint8 or float in [0, 255]) -> the R-Net's BGR float32."""
+  images = tf.convert_to_tensor(images)
+  if images.shape.rank != 4 or images.shape[-1] != 3:
+    raise ValueError(f"images must be [B, H, W, 3] RGB, got shape {images.shape}")
+  return tf.reverse(tf.cast(images, tf.float32), axis=[-1])
+
+
+def _scope(*parts):
+  return ".".join(parts)
+
+
+def _conv_bn(x, filters, kernel, stride, scope, relu, trainable_bn):
+  """slim conv2d (no bias) + batch norm (+ ReLU); stride > 1 pads like conv2d_same."""
+  if stride > 1 and kernel > 1:
+    total = kernel - 1
+    x = tf.keras.layers.ZeroPadding2D(((total // 2, total - total // 2),) * 2,
+                                      name=scope + ".pad")(x)
+    padding = "valid"
+  else:
+    padding = "same"
+  x = tf.keras.layers.Conv2D(filters, kernel, stride, padding=padding, use_bias=False,
+                             kernel_initializer="he_normal", name=scope)(x)
+  x = tf.keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
+                                         trainable=trainable_bn, name=scope + ".BatchNorm")(x)
+  return tf.keras.layers.ReLU(name=scope + ".relu")(x) if relu else x
+
+
+def _bottleneck(x, depth_in, depth_bottleneck, stride, scope, trainable_bn):
+  depth = 4 * depth_bottleneck
+  if depth == depth_in:
+    shortcut = (tf.keras.layers.MaxPooling2D(1, stride, padding="same", name=scope + ".shortcut")(x)
+                if stride > 1 else x)
+  else:
+    shortcut = _conv_bn(x, depth, 1, stride, _scope(scope, "shortcut"), False, trainable_bn)
+  residual = _conv_bn(x, depth_bottleneck, 1, 1, _scope(scope, "conv1"), True, trainable_bn)
+  residual = _conv_bn(residual, depth_bottleneck, 3, stride, _scope(scope, "conv2"), True,
+                      trainable_bn)
+  residual = _conv_bn(residual, depth, 1, 1, _scope(scope, "conv3"), False, trainable_bn)
+  x = tf.keras.layers.Add(name=scope + ".add")([shortcut, residual])
+  return tf.keras.layers.ReLU(name=scope + ".out")(x)
+
+
+def build_rnet(trainable_bn=False, name="rnet"):
+  """The R-Net as a Keras model with random weights (He-normal convs, identity BN).
+
+  Args:
+    trainable_bn: whether batch-norm statistics train (False: frozen, as the
+      released model is used).
+
+  Returns:
+    keras.Model: BGR float32 `[B, 224, 224, 3]` in [0, 255] ->
+    (coeff `[B, 257]`, pool5 `[B, 2048]`).
+  """
+  size = constants.IMAGE_SIZE
+  images = tf.keras.Input((size, size, 3), name="input_imgs")
+  x = _conv_bn(images, 64, 7, 2, _scope(RESNET_SCOPE, "conv1"), True, trainable_bn)
+  x = tf.keras.layers.MaxPooling2D(3, 2, padding="same", name=_scope(RESNET_SCOPE, "pool1"))(x)
+  depth_in = 64
+  for block, depth_bottleneck, units, block_stride in BLOCKS:
+    for unit in range(1, units + 1):
+      stride = block_stride if unit == units else 1
+      scope = _scope(RESNET_SCOPE, block, f"unit_{unit}", "bottleneck_v1")
+      x = _bottleneck(x, depth_in, depth_bottleneck, stride, scope, trainable_bn)
+      depth_in = 4 * depth_bottleneck
+  pool5 = tf.keras.layers.GlobalAveragePooling2D(keepdims=True,
+                                                 name=_scope(RESNET_SCOPE, "pool5"))(x)
+  heads = [tf.keras.layers.Conv2D(n, 1, kernel_initializer="zeros", name=scope)(pool5)
+           for scope, n in HEADS]
+  coeff = tf.keras.layers.Concatenate(name="coeff")(
+      [tf.keras.layers.Flatten(name=scope + ".squeezed")(h) for (scope, _), h in zip(HEADS, heads)])
+  features = tf.keras.layers.Flatten(name="pool5_squeezed")(pool5)
+  return tf.keras.Model(images, [coeff, features], name=name)
+
+
+def slim_weight_names(model):
+  """{slim constant name: keras variable} for every weight of `build_rnet`'s model."""
+  names = {}
+  for layer in model.layers:
+    scope = layer.name.replace(".", "/")
+    if isinstance(layer, tf.keras.layers.Conv2D):
+      names[scope + "/weights"] = layer.kernel
+      if layer.use_bias:
+        names[scope + "/biases"] = layer.bias
+    elif isinstance(layer, tf.keras.layers.BatchNormalization):
+      for stat in BN_STATS:
+        names[f"{scope}/{stat}"] = getattr(layer, stat)  # scope ends in /BatchNorm
+  return names
+
+
+def read_graph_def(path):
+  """A frozen GraphDef from `path`; GraphFormatError for a missing or corrupt file."""
+  if not os.path.isfile(path):
+    raise GraphFormatError(f"{path}: no such file (see checkpoints/README.md)")
+  with open(path, "rb") as f:
+    data = f.read()
+  graph_def = tf.compat.v1.GraphDef()
+  try:
+    graph_def.ParseFromString(data)
+  except Exception as e:  # protobuf's DecodeError and friends
+    raise GraphFormatError(f"{path}: not a TensorFlow GraphDef, or truncated "
+                           f"({type(e).__name__})") from None
+  if not graph_def.node:
+    raise GraphFormatError(f"{path}: empty or truncated GraphDef (no nodes)")
+  return graph_def
+
+
+def _graph_constants(graph_def):
+  return {node.name: node for node in graph_def.node if node.op == "Const"}
+
+
+def _find_prefix(constants_by_name, path):
+  """The import prefix ('' or 'scope/') in front of resnet_v1_50/... constant names."""
+  anchor = f"{RESNET_SCOPE}/conv1/weights"
+  hits = [name[:-len(anchor)] for name in constants_by_name if name.endswith(anchor)]
+  if len(hits) != 1:
+    raise GraphFormatError(f"{path}: no unique constant '*{anchor}'; not a Deep3D R-Net frozen "
+                           "graph (use FrozenGraphRNet to run other graphs)")
+  return hits[0]
+
+
+def load_weights_from_graph_def(model, graph_def, path="graph"):
+  """Copies the frozen graph's constants into a `build_rnet` model.
+
+  Raises:
+    GraphFormatError: a constant is missing or has the wrong shape, or
+      values are not finite (names the constant).
+  """
+  consts = _graph_constants(graph_def)
+  prefix = _find_prefix(consts, path)
+  assignments = []
+  for name, variable in slim_weight_names(model).items():
+    node = consts.get(prefix + name)
+    if node is None:
+      raise GraphFormatError(f"{path}: constant '{prefix + name}' not found")
+    value = tf.make_ndarray(node.attr["value"].tensor)
+    if tuple(value.shape) != tuple(variable.shape):
+      raise GraphFormatError(f"{path}: constant '{prefix + name}' has shape {list(value.shape)}, "
+                             f"expected {list(variable.shape)}")
+    if not np.all(np.isfinite(value)):
+      raise GraphFormatError(f"{path}: constant '{prefix + name}' contains NaN or infinity")
+    assignments.append((variable, value))
+  for variable, value in assignments:
+    variable.assign(value.astype(np.float32))
+  return model
+
+
+class FrozenGraphRNet(tf.Module):
+  """Runs a frozen R-Net graph as a TF2 function (no conversion).
+
+  Args:
+    path: a frozen GraphDef with `input_imgs:0`, `coeff:0` and
+      `resnet_v1_50/pool5:0` (any import prefix, e.g. "resnet/", is found).
+  """
+
+  def __init__(self, path):
+    super().__init__(name="frozen_rnet")
+    graph_def = read_graph_def(path)
+    names = {node.name for node in graph_def.node}
+    tensors = []
+    for tensor in (INPUT_TENSOR, COEFF_TENSOR, POOL5_TENSOR):
+      op = tensor.split(":")[0]
+      matches = [n for n in names if n == op or n.endswith("/" + op)]
+      if not matches:
+        raise GraphFormatError(f"{path}: tensor '{tensor}' not found in the graph")
+      tensors.append(min(matches, key=len) + ":0")
+
+    def import_graph():
+      tf.compat.v1.import_graph_def(graph_def, name="")
+
+    wrapped = tf.compat.v1.wrap_function(import_graph, [])
+    try:
+      self._fn = wrapped.prune(feeds=[tensors[0]], fetches=tensors[1:])
+    except (KeyError, ValueError) as e:
+      raise GraphFormatError(f"{path}: cannot prune the graph to {tensors} "
+                             f"({str(e).splitlines()[0]})") from None
+    self.path = path
+
+  def __call__(self, images):
+    """BGR float32 `[B, 224, 224, 3]` -> (coeff `[B, 257]`, pool5 `[B, 2048]`)."""
+    coeff, pool5 = self._fn(tf.convert_to_tensor(images, tf.float32))
+    return coeff, tf.reshape(pool5, [-1, FEATURE_DIM])
+
+
+def from_frozen_graph(path, verify=True):
+  """Deep3D's FaceReconModel.pb converted into a `build_rnet` Keras model.
+
+  Args:
+    path: the frozen graph.
+    verify: also run the graph itself on a random batch and require the
+      converted model to agree (guards against a graph whose layout differs
+      from slim's ResNet-50 v1).
+
+  Raises:
+    GraphFormatError: unreadable graph, missing/mis-shaped constants, or
+      (verify) outputs that disagree.
+  """
+  model = load_weights_from_graph_def(build_rnet(), read_graph_def(path), path)
+  if verify:
+    images = tf.random.stateless_uniform([2, constants.IMAGE_SIZE, constants.IMAGE_SIZE, 3],
+                                         seed=[1, 2], maxval=255.0)
+    expected = FrozenGraphRNet(path)(images)
+    actual = model(images, training=False)
+    for name, a, b in zip(("coeff", "pool5"), actual, expected):
+      scale = float(tf.reduce_max(tf.abs(b))) + 1e-6
+      error = float(tf.reduce_max(tf.abs(a - b)))
+      if not error <= 1e-4 * scale:
+        raise GraphFormatError(f"{path}: converted model disagrees with the graph on {name} "
+                               f"(max error {error:.3g} of {scale:.3g}); the graph's layout is "
+                               "not slim ResNet-50 v1 - use FrozenGraphRNet")
+  return model
+
+
+def export_saved_model(model, path):
+  """Writes a SavedModel with signature `serving_default(input_imgs)` -> {coeff, pool5}."""
+  size = constants.IMAGE_SIZE
+  module = tf.Module()
+  module.model = model
+
+  @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, "input_imgs")])
+  def serve(input_imgs):
+    coeff, pool5 = model(input_imgs, training=False)
+    return {"coeff": coeff, "pool5": pool5}
+
+  module.serve = serve
+  tf.saved_model.save(module, path, signatures={"serving_default": serve})
