@@ -43,14 +43,19 @@ def _import_dlib():
   return dlib
 
 
-def default_predictor_path():
-  """Path of dlib's shape_predictor_68_face_landmarks.dat from face_recognition_models."""
+def dlib_model_file(locator):
+  """A model file shipped by face_recognition_models, by its locator function's name."""
   try:
     import face_recognition_models  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise ImportError("face_recognition_models is not installed; run "
                       "`pip install -r requirements.txt`") from None
-  return face_recognition_models.pose_predictor_model_location()
+  return getattr(face_recognition_models, locator)()
+
+
+def default_predictor_path():
+  """Path of dlib's shape_predictor_68_face_landmarks.dat from face_recognition_models."""
+  return dlib_model_file("pose_predictor_model_location")
 
 
 class LandmarkDetector:

@@ -1,0 +1,1 @@
+"""Identity (face-recognition) networks: a TensorFlow port of dlib's ResNet, FaceNet loader."""
