@@ -83,11 +83,12 @@ def _fail(path, message):
   raise ModelFormatError(f"{path}: {message}")
 
 
-def _read_mat(path):
+def read_mat(path, variable_names=None):
+  """scipy.io.loadmat with one-line ModelFormatErrors for a missing or unreadable file."""
   if not os.path.isfile(path):
     _fail(path, "no such file")
   try:
-    return scipy.io.loadmat(path)
+    return scipy.io.loadmat(path, variable_names=variable_names)
   except Exception as e:  # scipy raises several types for corrupt files
     _fail(path, f"not a readable MATLAB .mat file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
 
@@ -145,7 +146,7 @@ def load_model(path):
     ModelFormatError: missing/unreadable file, missing key, wrong shape or
       dtype, non-finite values, or an index out of range (incl. 0-based files).
   """
-  return model_from_mat_dict(_read_mat(path), path)
+  return model_from_mat_dict(read_mat(path), path)
 
 
 def model_from_mat_dict(data, path):

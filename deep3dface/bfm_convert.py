@@ -19,7 +19,6 @@ rows picked per vertex with xyz kept interleaved.
 import os
 
 import numpy as np
-import scipy.io
 
 from deep3dface import bfm, constants
 
@@ -28,7 +27,7 @@ INFO_KEYS = ("tri", "point_buf", "tri_mask2", "keypoints", "frontmask2_idx", "sk
 RAW_KEYS = ("shapeMU", "shapePC", "shapeEV", "texMU", "texPC", "texEV")
 
 
-class ConversionError(ValueError):
+class ConversionError(bfm.ModelFormatError):
   """An input of the conversion is missing or malformed; one line naming the file."""
 
 
@@ -37,12 +36,8 @@ def _fail(path, message):
 
 
 def _read_mat(path, keys):
-  if not os.path.isfile(path):
-    _fail(path, "no such file")
-  try:
-    data = scipy.io.loadmat(path, variable_names=list(keys))
-  except Exception as e:  # scipy raises several types for corrupt files
-    _fail(path, f"not a readable MATLAB .mat file ({type(e).__name__})")
+  """`bfm.read_mat` of `keys`, each required to be a finite numeric array."""
+  data = bfm.read_mat(path, list(keys))
   missing = [k for k in keys if k not in data]
   if missing:
     _fail(path, f"missing key(s) {', '.join(missing)}")
@@ -141,7 +136,7 @@ def convert(raw_model_path, exp_basis_path, std_exp_path, exp_idx_path, front_id
     dict ready for scipy.io.savemat, validated by `bfm.model_from_mat_dict`.
 
   Raises:
-    ConversionError / bfm.ModelFormatError naming the offending file.
+    ConversionError / bfm.ModelFormatError (its base class) naming the offending file.
   """
   raw = read_raw_bfm(raw_model_path)
   raw_vertices = raw["shapeMU"].shape[0] // 3

@@ -166,13 +166,15 @@ class FaceModel(tf.Module):
   def shape(self, identity, expression):
     """Canonical shape `[B, N, 3]` (dm) from `[B, 80]` identity and `[B, 64]` expression."""
     coeff = tf.concat([identity, expression], axis=-1)
-    flat = self.mean_shape + tf.transpose(tf.matmul(self.shape_basis, coeff, transpose_b=True))
-    return tf.reshape(flat, [-1, self.num_vertices, 3]) - self.center
+    return self._linear(self.mean_shape, self.shape_basis, coeff) - self.center
 
   def albedo(self, albedo_coefficients):
     """PCA albedo `[B, N, 3]` in [0, 255] (unclipped) from `[B, 80]` coefficients."""
-    flat = self.mean_tex + tf.transpose(
-        tf.matmul(self.tex_basis, albedo_coefficients, transpose_b=True))
+    return self._linear(self.mean_tex, self.tex_basis, albedo_coefficients)
+
+  def _linear(self, mean, basis, coeff):
+    """mean `[1, 3N]` + basis `[3N, K]` @ coeff `[B, K]`^T -> `[B, N, 3]`."""
+    flat = mean + tf.transpose(tf.matmul(basis, coeff, transpose_b=True))
     return tf.reshape(flat, [-1, self.num_vertices, 3])
 
   def vertex_normals(self, shape):

@@ -200,11 +200,12 @@ class FrozenGraphRNet(tf.Module):
   Args:
     path: a frozen GraphDef with `input_imgs:0`, `coeff:0` and
       `resnet_v1_50/pool5:0` (any import prefix, e.g. "resnet/", is found).
+    graph_def: the already parsed file, if the caller has it (else read from `path`).
   """
 
-  def __init__(self, path):
+  def __init__(self, path, graph_def=None):
     super().__init__(name="frozen_rnet")
-    graph_def = read_graph_def(path)
+    graph_def = graph_def if graph_def is not None else read_graph_def(path)
     names = {node.name for node in graph_def.node}
     tensors = []
     for tensor in (INPUT_TENSOR, COEFF_TENSOR, POOL5_TENSOR):
@@ -244,11 +245,12 @@ def from_frozen_graph(path, verify=True):
     GraphFormatError: unreadable graph, missing/mis-shaped constants, or
       (verify) outputs that disagree.
   """
-  model = load_weights_from_graph_def(build_rnet(), read_graph_def(path), path)
+  graph_def = read_graph_def(path)
+  model = load_weights_from_graph_def(build_rnet(), graph_def, path)
   if verify:
     images = tf.random.stateless_uniform([2, constants.IMAGE_SIZE, constants.IMAGE_SIZE, 3],
                                          seed=[1, 2], maxval=255.0)
-    expected = FrozenGraphRNet(path)(images)
+    expected = FrozenGraphRNet(path, graph_def)(images)
     actual = model(images, training=False)
     for name, a, b in zip(("coeff", "pool5"), actual, expected):
       scale = float(tf.reduce_max(tf.abs(b))) + 1e-6

@@ -44,7 +44,7 @@ def main(argv):
     arrays = bfm_convert.convert(in_dir(FLAGS.raw_model), in_dir(FLAGS.exp_basis),
                                  in_dir(FLAGS.std_exp), in_dir(FLAGS.exp_idx),
                                  in_dir(FLAGS.front_idx), in_dir(FLAGS.info), select_id)
-  except (bfm_convert.ConversionError, bfm.ModelFormatError) as e:
+  except bfm.ModelFormatError as e:  # ConversionError included
     fail(f"{e} (see checkpoints/README.md)")
   output = user_path(FLAGS.output)
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)

@@ -1,5 +1,6 @@
 """Shared fixtures: paths to ../shared data (skip when absent) and TF set-up."""
 
+import glob
 import os
 
 import pytest
@@ -29,6 +30,15 @@ def standard_landmarks_path():
 @pytest.fixture(scope="session")
 def deep3d_input_dir():
   return _shared_file("deep3d", "input")
+
+
+@pytest.fixture(scope="session")
+def deep3d_photos(deep3d_input_dir):
+  """The 25 real photos of ../shared/data/deep3d/input (jpg and png), sorted."""
+  found = sorted(glob.glob(os.path.join(deep3d_input_dir, "*.jpg")) +
+                 glob.glob(os.path.join(deep3d_input_dir, "*.png")))
+  assert len(found) == 25
+  return found
 
 
 @pytest.fixture(scope="session")

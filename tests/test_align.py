@@ -1,6 +1,5 @@
 """5-point alignment (SPEC 2.1) on the 25 real photos, its inverse, and bad inputs."""
 
-import glob
 import os
 
 import numpy as np
@@ -8,13 +7,6 @@ import PIL.Image
 import pytest
 
 from deep3dface import align
-
-
-def photos(directory):
-  found = sorted(glob.glob(os.path.join(directory, "*.jpg")) +
-                 glob.glob(os.path.join(directory, "*.png")))
-  assert len(found) == 25
-  return found
 
 
 def independent_crop_geometry(width, height, points, standard, unit=102.0, size=224):
@@ -32,11 +24,11 @@ def independent_crop_geometry(width, height, points, standard, unit=102.0, size=
   return s, (k[3], k[7]), (w, h), (left, top)
 
 
-def test_real_photos_align_like_spec(deep3d_input_dir, standard_landmarks_path):
+def test_real_photos_align_like_spec(deep3d_photos, standard_landmarks_path):
   standard = align.standard_five_points(standard_landmarks_path)
   np.testing.assert_allclose(standard, align.standard_five_points(), atol=1e-5)
   residuals = []
-  for path in photos(deep3d_input_dir):
+  for path in deep3d_photos:
     image = align.load_image(path)
     points = align.load_landmarks_txt(os.path.splitext(path)[0] + ".txt")
     out = align.align_image(image, points, standard)
@@ -63,8 +55,8 @@ def test_real_photos_align_like_spec(deep3d_input_dir, standard_landmarks_path):
   assert np.mean(residuals) < 12.0 and np.max(residuals) < 25.0  # measured: 9.3 / 13.7
 
 
-def test_bilinear_variant_and_crop_size(deep3d_input_dir):
-  path = photos(deep3d_input_dir)[0]
+def test_bilinear_variant_and_crop_size(deep3d_photos):
+  path = deep3d_photos[0]
   image = align.load_image(path)
   points = align.load_landmarks_txt(os.path.splitext(path)[0] + ".txt")
   bicubic = align.align_image(image, points)

@@ -1,8 +1,5 @@
 """dlib's face-recognition ResNet: the file reader and the TensorFlow port against dlib itself."""
 
-import glob
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -30,16 +27,14 @@ def port(model_path):
 
 
 @pytest.fixture(scope="module")
-def chips_and_descriptors(model_path, deep3d_input_dir):
+def chips_and_descriptors(model_path, deep3d_photos):
   """dlib's own chips and descriptors for the 25 real photos."""
   import face_recognition_models  # pylint: disable=g-import-not-at-top
   detector = dlib.get_frontal_face_detector()
   predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
   recognizer = dlib.face_recognition_model_v1(model_path)
   chips, descriptors = [], []
-  paths = sorted(glob.glob(os.path.join(deep3d_input_dir, "*.jpg")) +
-                 glob.glob(os.path.join(deep3d_input_dir, "*.png")))
-  for path in paths:
+  for path in deep3d_photos:
     image = align.load_image(path)
     box = max(detector(image, 1), key=lambda r: r.area())
     chip = dlib.get_face_chip(image, predictor(image, box), dlib_resnet.CHIP_SIZE,

@@ -1,7 +1,6 @@
 """dlib landmarks: accuracy against the MTCNN points shipped with Deep3D's photos, face selection,
 no-face and bad-file outcomes."""
 
-import glob
 import os
 
 import numpy as np
@@ -18,14 +17,9 @@ def detector():
   return landmarks.LandmarkDetector()
 
 
-def _photos(directory):
-  return sorted(glob.glob(os.path.join(directory, "*.jpg")) +
-                glob.glob(os.path.join(directory, "*.png")))
-
-
-def test_five_points_match_reference_landmarks(detector, deep3d_input_dir):
+def test_five_points_match_reference_landmarks(detector, deep3d_photos):
   errors = []
-  for path in _photos(deep3d_input_dir):
+  for path in deep3d_photos:
     five = detector.five_points(align.load_image(path), path)
     reference = align.load_landmarks_txt(os.path.splitext(path)[0] + ".txt")
     inter_ocular = np.linalg.norm(reference[0] - reference[1])
@@ -36,8 +30,8 @@ def test_five_points_match_reference_landmarks(detector, deep3d_input_dir):
   assert np.max(errors) <= 0.12
 
 
-def test_detected_face_fields(detector, deep3d_input_dir):
-  path = _photos(deep3d_input_dir)[0]
+def test_detected_face_fields(detector, deep3d_photos):
+  path = deep3d_photos[0]
   image = align.load_image(path)
   (face,) = detector.detect(image)
   left, top, right, bottom = face.box
@@ -50,9 +44,8 @@ def test_detected_face_fields(detector, deep3d_input_dir):
   np.testing.assert_allclose(face.five[2], face.landmarks[30])
 
 
-def _two_faces(directory):
+def _two_faces(photos):
   """The first photo at full size next to the second at half size."""
-  photos = _photos(directory)
   big = align.load_image(photos[0])
   small = np.asarray(PIL.Image.fromarray(align.load_image(photos[1])).resize(
       (big.shape[1] // 2, big.shape[0] // 2)))
@@ -63,8 +56,8 @@ def _two_faces(directory):
 
 
 @pytest.mark.parametrize("select,count", [("largest", 1), ("all", 2)])
-def test_face_selection(deep3d_input_dir, select, count):
-  canvas, split = _two_faces(deep3d_input_dir)
+def test_face_selection(deep3d_photos, select, count):
+  canvas, split = _two_faces(deep3d_photos)
   faces = landmarks.LandmarkDetector(select=select).detect(canvas)
   assert len(faces) == count
   assert faces[0].box[2] <= split  # the larger face comes first

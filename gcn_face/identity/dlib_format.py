@@ -115,14 +115,19 @@ class _Reader:
     return dims, values
 
 
+def _read_learning_rates(r, n, kind):
+  """Training-only multipliers of con/fc records (read to stay in step, not used)."""
+  for k in ("learning_rate", "weight_decay", "bias_learning_rate", "bias_weight_decay"):
+    r.float(f"layer {n} ({kind}) {k}")
+
+
 def _read_con(r, n):
   _, params = r.tensor(f"layer {n} (con) parameters")
   keys = ("filters", "rows", "cols", "stride_y", "stride_x", "padding_y", "padding_x")
   config = {k: r.int(f"layer {n} (con) {k}") for k in keys}
   weight_dims = r.dims(ALIAS_VERSION, f"layer {n} (con) weight shape")
   bias_dims = r.dims(ALIAS_VERSION, f"layer {n} (con) bias shape")
-  for k in ("learning_rate", "weight_decay", "bias_learning_rate", "bias_weight_decay"):
-    r.float(f"layer {n} (con) {k}")
+  _read_learning_rates(r, n, "con")
   out, cin, kh, kw = weight_dims
   if (out, kh, kw) != (config["filters"], config["rows"], config["cols"]):
     r.fail(f"layer {n} (con): weight shape {weight_dims} disagrees with {config}")
@@ -160,8 +165,7 @@ def _read_fc(r, n):
   weight_dims = r.dims(ALIAS_VERSION, f"layer {n} (fc) weight shape")
   r.dims(ALIAS_VERSION, f"layer {n} (fc) bias shape")
   bias_mode = r.int(f"layer {n} (fc) bias mode")
-  for k in ("learning_rate", "weight_decay", "bias_learning_rate", "bias_weight_decay"):
-    r.float(f"layer {n} (fc) {k}")
+  _read_learning_rates(r, n, "fc")
   if bias_mode != FC_NO_BIAS or dims[:2] != [inputs, outputs] or weight_dims[:2] != dims[:2]:
     r.fail(f"layer {n} (fc): expected {inputs}x{outputs} weights without bias, got "
            f"parameters {dims}, weights {weight_dims}, bias mode {bias_mode}")

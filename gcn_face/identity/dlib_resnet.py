@@ -83,7 +83,7 @@ class _Layers:
 
 
 def _conv(x, layers, name, filters, size, stride):
-  padding = 0 if stride > 1 or size == 7 else size // 2
+  padding = 0 if stride > 1 else size // 2  # dlib con_ default padding
   layer = layers.take(dlib_format.CON, filters=filters, rows=size, cols=size, stride_y=stride,
                       stride_x=stride, padding_y=padding, padding_x=padding)
   if padding:
@@ -131,7 +131,7 @@ def build(network, path="network"):
   layers = _Layers(network, path)
   chips = tf.keras.Input((CHIP_SIZE, CHIP_SIZE, 3), name="chips")
   means = tf.constant(network.channel_means, tf.float32)
-  x = tf.keras.layers.Rescaling(1.0 / PIXEL_SCALE, offset=0.0, name="scale")(chips - means)
+  x = tf.keras.layers.Rescaling(1.0 / PIXEL_SCALE, name="scale")(chips - means)
   x = _conv(x, layers, "stem", STEM_FILTERS, 7, 2)
   layers.take(dlib_format.RELU)
   x = tf.keras.layers.ReLU(name="stem_relu")(x)
