@@ -1,4 +1,5 @@
-"""GCN texture refinement (GCN Decoder, GCN Refiner, Combine Net), mesh sampling, losses.
+"""GCN texture refinement (SPEC 3, 4): CoMA mesh sampling, Chebyshev graph convolutions,
+the GCN Decoder, GCN Refiner and Combine Net, the WGAN-GP critic and the identity networks.
 
-Lands with the gcn_face issue; see docs/ and the issue tracker.
+See docs/gcn_face.md and docs/identity.md.
 """

@@ -23,44 +23,19 @@ flags.DEFINE_list("angles", ["0.4", "0.6", "0.0"], "Rotation about x, y, z in ra
 flags.DEFINE_float("fov_y", 40.0, "Vertical field of view in degrees (tf_mesh_renderer default).")
 
 
-def read_obj(path):
-  """Vertices [V, 3] and 0-based triangles [T, 3] of an OBJ file (polygons fanned)."""
-  vertices, faces = [], []
-  try:
-    with open(path) as f:
-      for number, line in enumerate(f, 1):
-        parts = line.split()
-        if not parts:
-          continue
-        if parts[0] == "v":
-          vertices.append([float(x) for x in parts[1:4]])
-        elif parts[0] == "f":
-          ids = [int(p.split("/")[0]) for p in parts[1:]]
-          ids = [i - 1 if i > 0 else len(vertices) + i for i in ids]
-          faces.extend([ids[0], ids[k], ids[k + 1]] for k in range(1, len(ids) - 1))
-  except (OSError, UnicodeDecodeError) as e:
-    raise ValueError(f"{path}: cannot read OBJ ({e})") from None
-  except (ValueError, IndexError):
-    raise ValueError(f"{path}:{number}: malformed line {line.strip()!r}") from None
-  vertices, faces = np.asarray(vertices, np.float32), np.asarray(faces, np.int32)
-  if len(vertices) == 0 or len(faces) == 0:
-    raise ValueError(f"{path}: no vertices or faces")
-  if faces.min() < 0 or faces.max() >= len(vertices):
-    raise ValueError(f"{path}: face index {faces.max() + 1} out of range 1..{len(vertices)}")
-  return vertices, faces
-
-
 def main(argv):
   del argv
   from PIL import Image
   import renderer
+  from gcn_face import mesh_io
   from renderer import scenes
 
   if FLAGS.mesh == "cube":
     vertices, triangles, _ = scenes.cube()
   else:
     try:
-      vertices, triangles = read_obj(user_path(FLAGS.mesh))
+      vertices, triangles = mesh_io.read_obj(user_path(FLAGS.mesh))
+      vertices = vertices.astype(np.float32)
     except ValueError as e:
       fail(str(e))
   vertices = vertices - vertices.mean(0)

@@ -45,3 +45,13 @@ def deep3d_photos(deep3d_input_dir):
 def synthetic_model():
   from deep3dface import synthetic
   return synthetic.synthetic_model()
+
+
+@pytest.fixture(scope="session")
+def bfm_sampling(bfm_topology_path, tmp_path_factory):
+  """CoMA sampling of the real BFM front topology with synthetic face-like positions."""
+  from deep3dface import synthetic
+  from gcn_face import mesh_sampling
+  model = synthetic.synthetic_model("bfm", bfm_topology_path)
+  return mesh_sampling.load_or_build(model.mean_shape, model.triangles,
+                                     directory=str(tmp_path_factory.mktemp("bfm_sampling")))
