@@ -31,6 +31,8 @@ import scipy.sparse
 import scipy.spatial
 from absl import logging
 
+from gcn_face import mesh_io
+
 DEFAULT_FACTORS = (4, 4, 4, 4)  # CoMA and 3D-Face-GCNs
 CACHE_FORMAT = 1  # bump when the algorithm or the file layout changes
 _CANDIDATE_TRIANGLES = 8  # nearest centroids whose distance bounds the closest-point search
@@ -67,6 +69,12 @@ class Sampling:
     return [len(v) for v in self.vertices]
 
 
+def _triangle_edges(faces):
+  """Directed edges `[3F, 2]` of triangles: all (a, b), then (b, c), then (c, a)."""
+  f = np.asarray(faces)
+  return np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+
+
 def check_mesh(vertices, faces, name="mesh"):
   """Validates a template mesh; returns (float64 `[V, 3]`, int32 `[F, 3]`).
 
@@ -86,14 +94,15 @@ def check_mesh(vertices, faces, name="mesh"):
     bad = f.min() if f.min() < 0 else f.max()
     raise MeshError(f"{name}: face index {bad} out of range [0, {len(v)}) (0-based)")
   f = f.astype(np.int32)
-  if np.any((f[:, 0] == f[:, 1]) | (f[:, 1] == f[:, 2]) | (f[:, 2] == f[:, 0])):
-    raise MeshError(f"{name}: face {int(np.flatnonzero((f[:, 0] == f[:, 1]) | (f[:, 1] == f[:, 2]) | (f[:, 2] == f[:, 0]))[0])} repeats a vertex")
+  repeats = np.flatnonzero((f[:, 0] == f[:, 1]) | (f[:, 1] == f[:, 2]) | (f[:, 2] == f[:, 0]))
+  if len(repeats):
+    raise MeshError(f"{name}: face {repeats[0]} repeats a vertex")
   unused = np.setdiff1d(np.arange(len(v)), f)
   if len(unused):
     raise MeshError(f"{name}: {len(unused)} vertices are in no face (first: {unused[0]})")
   if len(np.unique(np.sort(f, axis=1), axis=0)) != len(f):
     raise MeshError(f"{name}: duplicate faces")
-  edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+  edges = np.sort(_triangle_edges(f), axis=1)
   uniq, counts = np.unique(edges, axis=0, return_counts=True)
   if counts.max() > 2:
     a, b = uniq[np.argmax(counts)]
@@ -130,9 +139,7 @@ def _point_cost(q, p):
 
 def _edge_order(faces):
   """Unique edges (r < c) in CoMA's queue-building order: by c, then r."""
-  f = np.asarray(faces, np.int64)
-  edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
-  edges = np.unique(edges, axis=0)
+  edges = np.unique(np.sort(_triangle_edges(np.asarray(faces, np.int64)), axis=1), axis=0)
   return edges[np.lexsort((edges[:, 0], edges[:, 1]))]
 
 
@@ -180,11 +187,11 @@ def decimate(vertices, faces, num_vertices, link_condition=True):
   n = len(v)
   points = v.tolist()
   quadrics = vertex_quadrics(v, faces).reshape(n, 16).tolist()
+  face_list = faces.tolist()
   vertex_faces = [set() for _ in range(n)]
-  for index, face in enumerate(faces.tolist()):
+  for index, face in enumerate(face_list):
     for vertex in face:
       vertex_faces[vertex].add(index)
-  face_list = faces.tolist()
   queued = [dict() for _ in range(n)]  # vertex -> {id(entry): entry}; entries are [cost, r, c]
   heap = []
 
@@ -410,9 +417,9 @@ def upsampling_matrix(fine_vertices, coarse_vertices, coarse_faces, coma_edge_we
 
 def adjacency(faces, num_vertices):
   """Vertex adjacency `[V, V]` CSR float32: +1 per triangle edge, both directions."""
-  f = np.asarray(faces, np.int64)
-  rows = np.concatenate([f[:, 0], f[:, 1], f[:, 2], f[:, 1], f[:, 2], f[:, 0]])
-  cols = np.concatenate([f[:, 1], f[:, 2], f[:, 0], f[:, 0], f[:, 1], f[:, 2]])
+  edges = _triangle_edges(np.asarray(faces, np.int64))
+  rows = np.concatenate([edges[:, 0], edges[:, 1]])
+  cols = np.concatenate([edges[:, 1], edges[:, 0]])
   matrix = scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, cols)),
                                    shape=(num_vertices, num_vertices))
   matrix.sum_duplicates()
@@ -516,7 +523,6 @@ def save(sampling, directory, key):
   (scipy.sparse.save_npz), mesh{0..n}.npz (vertices, faces), reference{0..n}.obj
   for viewing, and manifest.json (key, sizes, SHA-256 of each file).
   """
-  from gcn_face import mesh_io
   directory = os.path.abspath(directory)
   parent = os.path.dirname(directory)
   os.makedirs(parent, exist_ok=True)
@@ -569,10 +575,12 @@ def load(directory, key=None):
     mats = {attr: [scipy.sparse.load_npz(os.path.join(directory, f"{prefix}{i}.npz")).tocsr()
                    for i in range(levels if attr in ("adjacency", "laplacians") else levels - 1)]
             for prefix, attr in _MATRIX_FILES}
-    meshes = [np.load(os.path.join(directory, f"mesh{i}.npz"), allow_pickle=False)
-              for i in range(levels)]
-    sampling = Sampling(vertices=[m["vertices"] for m in meshes],
-                        faces=[m["faces"] for m in meshes], **mats)
+    vertices, faces = [], []
+    for i in range(levels):
+      with np.load(os.path.join(directory, f"mesh{i}.npz"), allow_pickle=False) as mesh:
+        vertices.append(mesh["vertices"])
+        faces.append(mesh["faces"])
+    sampling = Sampling(vertices=vertices, faces=faces, **mats)
   except (OSError, ValueError, KeyError) as e:
     raise CacheError(f"{directory}: unreadable cache file ({e})") from None
   if sampling.sizes != sizes:

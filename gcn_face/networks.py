@@ -38,11 +38,11 @@ MODELS = ("normal", "resnet")
 
 
 def _to_vertex_major(x):
+  """[B, M, F] <-> [M, B, F] (the swap is its own inverse)."""
   return tf.transpose(x, [1, 0, 2])
 
 
-def _to_batch_major(x):
-  return tf.transpose(x, [1, 0, 2])
+_to_batch_major = _to_vertex_major
 
 
 def _check_arguments(graph, model):

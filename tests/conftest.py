@@ -28,6 +28,11 @@ def standard_landmarks_path():
 
 
 @pytest.fixture(scope="session")
+def coma_template_path():
+  return _shared_file("coma", "template.obj")
+
+
+@pytest.fixture(scope="session")
 def deep3d_input_dir():
   return _shared_file("deep3d", "input")
 

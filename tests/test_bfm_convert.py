@@ -6,7 +6,6 @@ from the bytes written to disk, independently of the vectorised converter.
 
 import array
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -14,8 +13,7 @@ import pytest
 import scipy.io
 
 from deep3dface import bfm, bfm_convert
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.scripts_run import assert_one_line_error, run_script
 
 
 def _grid_topology(rows, cols):
@@ -124,9 +122,7 @@ def test_convert_matches_per_vertex_reference(small_inputs):
 def test_script_writes_a_loadable_model(small_inputs, tmp_path):
   folder = small_inputs[0]
   output = tmp_path / "out" / "BFM_model_front.mat"
-  result = subprocess.run(
-      [sys.executable, "-m", "scripts.convert_bfm", f"--bfm_dir={folder}", f"--output={output}"],
-      cwd=ROOT, capture_output=True, text=True, check=False)
+  result = run_script("convert_bfm", f"--bfm_dir={folder}", f"--output={output}")
   assert result.returncode == 0, result.stderr
   assert "20 vertices" in result.stdout
   model = bfm.load_model(str(output))
@@ -135,13 +131,8 @@ def test_script_writes_a_loadable_model(small_inputs, tmp_path):
 
 
 def test_script_error_is_one_line(tmp_path):
-  result = subprocess.run(
-      [sys.executable, "-m", "scripts.convert_bfm", f"--bfm_dir={tmp_path}"],
-      cwd=ROOT, capture_output=True, text=True, check=False)
-  assert result.returncode == 1
-  last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith("error: ") and "01_MorphableModel.mat: no such file" in last
-  assert "Traceback" not in result.stderr
+  result = run_script("convert_bfm", f"--bfm_dir={tmp_path}")
+  assert_one_line_error(result, "01_MorphableModel.mat: no such file")
 
 
 def _rewrite_mat(path, **changes):

@@ -15,9 +15,8 @@ from tests.meshes import wavy_grid
 
 
 @pytest.fixture(scope="module")
-def coma_template():
-  from tests.conftest import _shared_file
-  return mesh_io.read_obj(_shared_file("coma", "template.obj"))
+def coma_template(coma_template_path):
+  return mesh_io.read_obj(coma_template_path)
 
 
 @pytest.fixture(scope="module")
