@@ -87,6 +87,20 @@ def standard_five_points(path=None):
   return np.stack([lm[[i - 1 for i in g]].astype(np.float64).mean(0) for g in groups])
 
 
+def standard_crop_points(crop_size=constants.IMAGE_SIZE, standard=None):
+  """Where alignment puts the 5 standard points in the crop: `[5, 2]` (x, y down).
+
+  x = size/2 + u X, y = size - 1 - (size/2 + u Y) with u = 102 * size / 224
+  pixels per model unit (the exact positions of a face whose landmarks fit the
+  standard points perfectly).
+  """
+  standard = standard_five_points() if standard is None else np.asarray(standard, np.float64)
+  unit = constants.ALIGN_SCALE * crop_size / constants.IMAGE_SIZE
+  half = crop_size / 2.0
+  return np.stack([half + unit * standard[:, 0], crop_size - 1 - (half + unit * standard[:, 1])],
+                  axis=1)
+
+
 def five_from_68(landmarks68):
   """5 alignment points `[5, 2]` from 68 detected landmarks `[68, 2]` (dlib layout)."""
   landmarks68 = np.asarray(landmarks68, np.float64)

@@ -13,17 +13,14 @@ Input: float32 `[B, 224, 224, 3]` **BGR** in [0, 255], no mean subtraction
 (layout in `constants`) and the pooled ResNet feature `[B, 2048]` that the GCN
 release feeds to its decoder.
 
-Keras layers are named after the slim scopes with "/" written as "."
-(`resnet_v1_50.block1.unit_1.bottleneck_v1.conv1`), so each weight's slim
-name is its layer name plus `/weights`, `/biases` or `/BatchNorm/<stat>`.
+Keras layers are named after the slim scopes (`frozen_graph`):
+`resnet_v1_50.block1.unit_1.bottleneck_v1.conv1` holds
+`resnet_v1_50/block1/unit_1/bottleneck_v1/conv1/weights`.
 """
 
-import os
-
-import numpy as np
 import tensorflow as tf
 
-from deep3dface import constants
+from deep3dface import constants, frozen_graph
 
 INPUT_TENSOR = "input_imgs:0"
 COEFF_TENSOR = "coeff:0"
@@ -40,11 +37,11 @@ HEADS = (("fc-id", constants.ID_DIM), ("fc-ex", constants.EXP_DIM), ("fc-tex", c
 BLOCKS = (("block1", 64, 3, 2), ("block2", 128, 4, 2), ("block3", 256, 6, 2), ("block4", 512, 3, 1))
 BN_EPSILON = 1e-5  # slim resnet_arg_scope
 BN_MOMENTUM = 0.997  # slim resnet_arg_scope (only matters when fine-tuning)
-BN_STATS = ("gamma", "beta", "moving_mean", "moving_variance")  # slim and Keras agree
 
 
-class GraphFormatError(ValueError):
-  """A frozen graph that cannot be read or lacks the R-Net's tensors; one line naming the file."""
+GraphFormatError = frozen_graph.GraphFormatError
+read_graph_def = frozen_graph.read_graph_def
+slim_weight_names = frozen_graph.slim_weight_names
 
 
 def to_rnet_input(images):
@@ -122,52 +119,6 @@ def build_rnet(trainable_bn=False, name="rnet"):
   return tf.keras.Model(images, [coeff, features], name=name)
 
 
-def slim_weight_names(model):
-  """{slim constant name: keras variable} for every weight of `build_rnet`'s model."""
-  names = {}
-  for layer in model.layers:
-    scope = layer.name.replace(".", "/")
-    if isinstance(layer, tf.keras.layers.Conv2D):
-      names[scope + "/weights"] = layer.kernel
-      if layer.use_bias:
-        names[scope + "/biases"] = layer.bias
-    elif isinstance(layer, tf.keras.layers.BatchNormalization):
-      for stat in BN_STATS:
-        names[f"{scope}/{stat}"] = getattr(layer, stat)  # scope ends in /BatchNorm
-  return names
-
-
-def read_graph_def(path):
-  """A frozen GraphDef from `path`; GraphFormatError for a missing or corrupt file."""
-  if not os.path.isfile(path):
-    raise GraphFormatError(f"{path}: no such file (see checkpoints/README.md)")
-  with open(path, "rb") as f:
-    data = f.read()
-  graph_def = tf.compat.v1.GraphDef()
-  try:
-    graph_def.ParseFromString(data)
-  except Exception as e:  # protobuf's DecodeError and friends
-    raise GraphFormatError(f"{path}: not a TensorFlow GraphDef, or truncated "
-                           f"({type(e).__name__})") from None
-  if not graph_def.node:
-    raise GraphFormatError(f"{path}: empty or truncated GraphDef (no nodes)")
-  return graph_def
-
-
-def _graph_constants(graph_def):
-  return {node.name: node for node in graph_def.node if node.op == "Const"}
-
-
-def _find_prefix(constants_by_name, path):
-  """The import prefix ('' or 'scope/') in front of resnet_v1_50/... constant names."""
-  anchor = f"{RESNET_SCOPE}/conv1/weights"
-  hits = [name[:-len(anchor)] for name in constants_by_name if name.endswith(anchor)]
-  if len(hits) != 1:
-    raise GraphFormatError(f"{path}: no unique constant '*{anchor}'; not a Deep3D R-Net frozen "
-                           "graph (use FrozenGraphRNet to run other graphs)")
-  return hits[0]
-
-
 def load_weights_from_graph_def(model, graph_def, path="graph"):
   """Copies the frozen graph's constants into a `build_rnet` model.
 
@@ -175,23 +126,9 @@ def load_weights_from_graph_def(model, graph_def, path="graph"):
     GraphFormatError: a constant is missing or has the wrong shape, or
       values are not finite (names the constant).
   """
-  consts = _graph_constants(graph_def)
-  prefix = _find_prefix(consts, path)
-  assignments = []
-  for name, variable in slim_weight_names(model).items():
-    node = consts.get(prefix + name)
-    if node is None:
-      raise GraphFormatError(f"{path}: constant '{prefix + name}' not found")
-    value = tf.make_ndarray(node.attr["value"].tensor)
-    if tuple(value.shape) != tuple(variable.shape):
-      raise GraphFormatError(f"{path}: constant '{prefix + name}' has shape {list(value.shape)}, "
-                             f"expected {list(variable.shape)}")
-    if not np.all(np.isfinite(value)):
-      raise GraphFormatError(f"{path}: constant '{prefix + name}' contains NaN or infinity")
-    assignments.append((variable, value))
-  for variable, value in assignments:
-    variable.assign(value.astype(np.float32))
-  return model
+  return frozen_graph.assign_slim_weights(
+      model, frozen_graph.graph_constants(graph_def), path, f"{RESNET_SCOPE}/conv1/weights",
+      "a Deep3D R-Net frozen graph (use FrozenGraphRNet to run other graphs)")
 
 
 class FrozenGraphRNet(tf.Module):
@@ -206,24 +143,7 @@ class FrozenGraphRNet(tf.Module):
   def __init__(self, path, graph_def=None):
     super().__init__(name="frozen_rnet")
     graph_def = graph_def if graph_def is not None else read_graph_def(path)
-    names = {node.name for node in graph_def.node}
-    tensors = []
-    for tensor in (INPUT_TENSOR, COEFF_TENSOR, POOL5_TENSOR):
-      op = tensor.split(":")[0]
-      matches = [n for n in names if n == op or n.endswith("/" + op)]
-      if not matches:
-        raise GraphFormatError(f"{path}: tensor '{tensor}' not found in the graph")
-      tensors.append(min(matches, key=len) + ":0")
-
-    def import_graph():
-      tf.compat.v1.import_graph_def(graph_def, name="")
-
-    wrapped = tf.compat.v1.wrap_function(import_graph, [])
-    try:
-      self._fn = wrapped.prune(feeds=[tensors[0]], fetches=tensors[1:])
-    except (KeyError, ValueError) as e:
-      raise GraphFormatError(f"{path}: cannot prune the graph to {tensors} "
-                             f"({str(e).splitlines()[0]})") from None
+    self._fn = frozen_graph.prune(graph_def, [INPUT_TENSOR], [COEFF_TENSOR, POOL5_TENSOR], path)
     self.path = path
 
   def __call__(self, images):
@@ -253,11 +173,10 @@ def from_frozen_graph(path, verify=True):
     expected = FrozenGraphRNet(path, graph_def)(images)
     actual = model(images, training=False)
     for name, a, b in zip(("coeff", "pool5"), actual, expected):
-      scale = float(tf.reduce_max(tf.abs(b))) + 1e-6
-      error = float(tf.reduce_max(tf.abs(a - b)))
-      if not error <= 1e-4 * scale:
+      error = frozen_graph.max_relative_error(a, b)
+      if not error <= 1e-4:
         raise GraphFormatError(f"{path}: converted model disagrees with the graph on {name} "
-                               f"(max error {error:.3g} of {scale:.3g}); the graph's layout is "
+                               f"(max relative error {error:.3g}); the graph's layout is "
                                "not slim ResNet-50 v1 - use FrozenGraphRNet")
   return model
 

@@ -60,3 +60,16 @@ def bfm_sampling(bfm_topology_path, tmp_path_factory):
   model = synthetic.synthetic_model("bfm", bfm_topology_path)
   return mesh_sampling.load_or_build(model.mean_shape, model.triangles,
                                      directory=str(tmp_path_factory.mktemp("bfm_sampling")))
+
+
+@pytest.fixture(scope="session")
+def facenet_files(tmp_path_factory):
+  """A FaceNet-layout checkpoint + frozen graph with random weights (tests/slim_facenet_graph.py)
+  and what the graph computes on two preprocessed images: (folder, checkpoint prefix, .pb path,
+  images [2, 160, 160, 3], pool [2, 1792], embeddings [2, 512])."""
+  import numpy as np
+  from tests import slim_facenet_graph
+  folder = str(tmp_path_factory.mktemp("facenet"))
+  images = np.random.default_rng(7).uniform(-1.0, 1.0, (2, 160, 160, 3)).astype(np.float32)
+  prefix, pb_path, pool, embeddings = slim_facenet_graph.write(folder, images)
+  return folder, prefix, pb_path, images, pool, embeddings

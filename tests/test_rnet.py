@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from deep3dface import rnet
 from tests import slim_rnet_graph
+from tests.graph_edits import edited_graph, node
 
 
 @pytest.fixture(scope="module")
@@ -111,47 +112,34 @@ def test_random_model_shapes_and_zero_heads():
   np.testing.assert_array_equal(coeff, 0.0)
 
 
-def _edited_graph(graph_path, tmp_path, edit):
-  graph_def = rnet.read_graph_def(graph_path)
-  edit(graph_def)
-  path = str(tmp_path / "edited.pb")
-  with open(path, "wb") as f:
-    f.write(graph_def.SerializeToString())
-  return path
-
-
-def _node(graph_def, name):
-  return next(n for n in graph_def.node if n.name == name)
-
-
 def test_missing_constant(graph_path, tmp_path):
   def drop(graph_def):
-    _node(graph_def, "fc-gamma/biases").name = "fc-gamma/renamed"
-  path = _edited_graph(graph_path, tmp_path, drop)
-  with pytest.raises(rnet.GraphFormatError, match="edited.pb: constant 'fc-gamma/biases' not found"):
+    node(graph_def, "fc-gamma/biases").name = "fc-gamma/renamed"
+  path = edited_graph(graph_path, tmp_path, drop)
+  with pytest.raises(rnet.GraphFormatError, match="edited.pb: tensor 'fc-gamma/biases' not found"):
     rnet.from_frozen_graph(path, verify=False)
 
 
 def test_wrong_shape_and_nan_constants(graph_path, tmp_path):
   def reshape(graph_def):
-    _node(graph_def, "fc-Z/biases").attr["value"].tensor.CopyFrom(
+    node(graph_def, "fc-Z/biases").attr["value"].tensor.CopyFrom(
         tf.make_tensor_proto(np.zeros(2, np.float32)))
-  path = _edited_graph(graph_path, tmp_path, reshape)
+  path = edited_graph(graph_path, tmp_path, reshape)
   with pytest.raises(rnet.GraphFormatError, match=r"'fc-Z/biases' has shape \[2\], expected \[1\]"):
     rnet.from_frozen_graph(path, verify=False)
 
   def poison(graph_def):
-    _node(graph_def, "fc-Z/biases").attr["value"].tensor.CopyFrom(
+    node(graph_def, "fc-Z/biases").attr["value"].tensor.CopyFrom(
         tf.make_tensor_proto(np.full(1, np.nan, np.float32)))
-  path = _edited_graph(graph_path, tmp_path, poison)
+  path = edited_graph(graph_path, tmp_path, poison)
   with pytest.raises(rnet.GraphFormatError, match="'fc-Z/biases' contains NaN"):
     rnet.from_frozen_graph(path, verify=False)
 
 
 def test_missing_output_tensor(graph_path, tmp_path):
   def rename(graph_def):
-    _node(graph_def, "coeff").name = "output"
-  path = _edited_graph(graph_path, tmp_path, rename)
+    node(graph_def, "coeff").name = "output"
+  path = edited_graph(graph_path, tmp_path, rename)
   with pytest.raises(rnet.GraphFormatError, match="edited.pb: tensor 'coeff:0' not found"):
     rnet.FrozenGraphRNet(path)
 
