@@ -89,6 +89,7 @@ setup(
         "scipy>=1.11",
         "pillow>=10.0",
         "absl-py>=2.0",
+        "tensorboard>=2.21",
         "dlib-bin>=19.24",
         "face_recognition_models>=0.3.0",
     ],

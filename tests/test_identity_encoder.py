@@ -89,7 +89,7 @@ def test_facenet_encoder(facenet_files):
 
 
 def test_load_encoder_defaults_to_dlib_and_says_so(tmp_path, caplog):
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger="absl"):
     enc = encoder.load_encoder("auto", checkpoint_dir=str(tmp_path))
   assert isinstance(enc, encoder.DlibEncoder) and enc.feature_dim == 128
   assert any("FaceNet weights not found" in r.getMessage() and "dlib" in r.getMessage()

@@ -28,6 +28,7 @@ from gcn_face.identity import dlib_resnet, face_chip, facenet
 
 KINDS = ("auto", "dlib", "facenet")
 MIN_IMAGE_SIZE = 32  # pixels; below this no recogniser sees a face
+RANGE_TOLERANCE = 1e-2  # float rounding of renders composited on the 0-255 scale
 
 
 class EncoderUnavailable(FileNotFoundError):
@@ -48,13 +49,14 @@ def check_images(images):
   if tf.executing_eagerly():
     if not (np.isfinite(float(low)) and np.isfinite(float(high))):
       raise ValueError("images contain NaN or infinite values")
-    if float(low) < 0.0 or float(high) > 255.0:
+    if float(low) < -RANGE_TOLERANCE or float(high) > 255.0 + RANGE_TOLERANCE:
       raise ValueError(f"images must be RGB in [0, 255], got values in [{float(low):.3g}, "
                        f"{float(high):.3g}]")
     return images
   with tf.control_dependencies([
-      tf.debugging.assert_greater_equal(low, 0.0, "images must be RGB in [0, 255]"),
-      tf.debugging.assert_less_equal(high, 255.0, "images must be RGB in [0, 255]")]):
+      tf.debugging.assert_greater_equal(low, -RANGE_TOLERANCE, "images must be RGB in [0, 255]"),
+      tf.debugging.assert_less_equal(high, 255.0 + RANGE_TOLERANCE,
+                                     "images must be RGB in [0, 255]")]):
     return tf.identity(images)
 
 

@@ -1,0 +1,108 @@
+"""Training speed and memory (issue: training targets).
+
+Generator steps per second at batch 4 on a synthetic dataset (records written
+to a temporary folder and read through the trainer's input pipeline), without
+and with --gan (one iteration = 5 critic steps + 1 generator step), and the
+peak RSS of each configuration (each runs in its own process). The embedded
+grid model (3,315 vertices) and, when ../shared has Deep3D's facemodel_info.mat,
+the real 35,709-vertex BFM topology.
+
+  python -m bench.train_bench --output=bench/results/train.json
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("batch_size", 4, "Batch size.")
+flags.DEFINE_integer("repeats", 10, "Timed steps per configuration.")
+flags.DEFINE_string("facemodel_info", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "deep3d",
+    "BFM", "facemodel_info.mat"), "Deep3D's facemodel_info.mat for the BFM-topology run.")
+flags.DEFINE_string("child", None, "Internal: run one configuration 'topology:gan'.")
+flags.DEFINE_string("output", None, "Optional JSON output path (also printed).")
+
+
+def run_child(topology, gan):
+  import time  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from deep3dface import face_model, synthetic  # pylint: disable=g-import-not-at-top
+  from gcn_face import (losses, mesh_sampling, records, refinement,  # pylint: disable=g-import-not-at-top
+                        synthetic_data, training)
+  from gcn_face.identity import encoder  # pylint: disable=g-import-not-at-top
+  model = (synthetic.synthetic_model() if topology == "grid" else
+           synthetic.synthetic_model("bfm", FLAGS.facemodel_info))
+  work = tempfile.mkdtemp()
+  writer = records.ShardWriter(work, "train", 64, {})
+  for face in synthetic_data.SyntheticRenderer(model).render(range(32)):
+    writer.write(records.encode_example("f", face["image"], face["mask"], face["coeff"],
+                                        face["landmarks"]))
+  writer.close()
+  sampling = mesh_sampling.load_or_build(model.mean_shape, model.triangles,
+                                         directory=os.path.join(work, "sampling"))
+  module = refinement.TextureRefinement(face_model.FaceModel(model), sampling,
+                                        encoder.DlibEncoder())
+  config = training.Config(batch_size=FLAGS.batch_size, gan=gan, shuffle_buffer=32)
+  trainer = training.Trainer(module, refinement.skin_indices(model), 8, config)
+  raw = records.raw_dataset(work, "train")
+  keys = ("image", "mask", "coeff", "landmarks")
+  batches = (({k: b[k] for k in keys}) for e in range(1000)
+             for b in training.shuffled_batches(raw, e, config))
+  lambda_ren, lambda_ref = (tf.constant(v) for v in losses.schedule(1))
+
+  def iteration(step):
+    if gan:
+      for k in range(config.critic_steps):
+        trainer.critic_step(next(batches), tf.constant([0, step * 10 + k]))
+    terms = trainer.generator_step(next(batches), lambda_ren, lambda_ref)
+    return float(terms["total"])
+
+  for step in range(3):
+    iteration(step)
+  times = []
+  for step in range(FLAGS.repeats):
+    start = time.perf_counter()
+    iteration(step + 3)
+    times.append(time.perf_counter() - start)
+  peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  median = float(np.median(times))
+  return {"topology": topology, "num_vertices": int(model.num_vertices), "gan": gan,
+          "iteration_s_median": round(median, 4), "iteration_s_min": round(min(times), 4),
+          "steps_per_s": round(1.0 / median, 3), "peak_rss_gb": round(peak_gb, 3),
+          "repeats": FLAGS.repeats}
+
+
+def main(argv):
+  del argv
+  if FLAGS.child:
+    topology, gan = FLAGS.child.split(":")
+    print("RESULT " + json.dumps(run_child(topology, gan == "gan")))
+    return
+  from bench.timing import report_json  # pylint: disable=g-import-not-at-top
+  topologies = ["grid"] + (["bfm"] if os.path.isfile(FLAGS.facemodel_info) else [])
+  results = []
+  for topology in topologies:
+    for gan in ("nogan", "gan"):
+      out = subprocess.run([sys.executable, "-m", "bench.train_bench", f"--child={topology}:{gan}",
+                            f"--batch_size={FLAGS.batch_size}", f"--repeats={FLAGS.repeats}",
+                            f"--facemodel_info={FLAGS.facemodel_info}"],
+                           capture_output=True, text=True, check=False)
+      line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+      if not line:
+        raise SystemExit(f"error: {topology}:{gan} failed: {out.stderr[-2000:]}")
+      results.append(json.loads(line[0][len("RESULT "):]))
+      logging.info("%s", results[-1])
+  report_json({"benchmark": "train", "batch_size": FLAGS.batch_size, "cpu_count": os.cpu_count(),
+               "targets": {"steps_per_s_without_critic": 0.8, "peak_rss_gb": 6.0},
+               "results": results}, FLAGS.output)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,121 @@
+"""The texture-refinement forward pass (SPEC 1, 3, 5.1, 6.1): coarse face -> fine albedo -> renders.
+
+    refinement = TextureRefinement(face_model, sampling, encoder)
+    out = refinement(batch, training=True)     # batch from gcn_face.records
+
+Given a batch (aligned crop, skin mask, Deep3D coefficients, landmarks):
+face formation gives shape, pose, normals, the coarse PCA albedo T_pca and SH
+lighting; the refiner input is sampled from the photo; the embedding is the
+identity encoder's feature of the photo (plus R-Net pool5 when an R-Net is
+given, as the release); the MeshGenerator makes T'. Both albedos are lit and
+rendered with one rasterization (nothing upstream of the vertices trains, so
+only colours need gradients, SPEC 1).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+import renderer
+from deep3dface import constants, face_model as face_model_lib
+from gcn_face import graph as graph_lib, losses, masks, networks, refiner_input, symmetry
+
+SIZE = constants.IMAGE_SIZE
+
+
+def to_unit(values_255):
+  """[0, 255] -> [-1, 1] (x / 127.5 - 1)."""
+  return values_255 / 127.5 - 1.0
+
+
+def to_255(values_unit):
+  return (values_unit + 1.0) * 127.5
+
+
+class TextureRefinement(tf.Module):
+  """Face formation + MeshGenerator + rendering.
+
+  Args:
+    face_model: deep3dface.face_model.FaceModel of the dataset's morphable model.
+    sampling: gcn_face.mesh_sampling.Sampling of that model's mesh.
+    encoder: gcn_face.identity.encoder.IdentityEncoder (frozen).
+    model, wide, nz: MeshGenerator options (SPEC 3.4-3.7).
+    refiner_mode: "code" (7 channels, the release) or "paper" (3).
+    rnet: optional R-Net Keras model (`deep3dface.rnet`); its pool5 joins the
+      embedding as in the release.
+  """
+
+  def __init__(self, face_model, sampling, encoder, model="normal", wide=False, nz=networks.NZ,
+               refiner_mode="code", rnet=None, name="texture_refinement"):
+    super().__init__(name=name)
+    self.face_model = face_model
+    self.encoder, self.rnet, self.refiner_mode = encoder, rnet, refiner_mode
+    self.generator = networks.MeshGenerator(graph_lib.MeshGraph(sampling), model, wide, nz)
+    self.triangles = face_model.triangles
+    mean_shape = face_model.mean_shape.numpy().reshape(-1, 3)
+    self.symmetric_pairs = tf.constant(symmetry.mirror_pairs(mean_shape), tf.int32)
+    self.embedding_dim = encoder.feature_dim + (networks.RNET_POOL5_DIM if rnet else 0)
+    self.channels = refiner_input.CHANNELS[refiner_mode]
+    self.generator((tf.zeros([1, self.embedding_dim]),
+                    tf.zeros([1, face_model.num_vertices, self.channels])))
+
+  def embedding(self, images_255, landmarks):
+    """Frozen face embedding `[B, E]` of the photos (no gradient)."""
+    features = [self.encoder.embed(images_255, landmarks)]
+    if self.rnet is not None:
+      features.insert(0, self.rnet(tf.reverse(images_255, axis=[-1]), training=False)[1])
+    return tf.stop_gradient(tf.concat(features, -1))
+
+  def render(self, clip_vertices, colors):
+    """Renders per-vertex colours `[B, N, C]` (any scale): (images `[B, 224, 224, C]` top-down,
+    coverage alpha `[B, 224, 224]`); gradients reach the colours only."""
+    raster = renderer.rasterize(tf.stop_gradient(clip_vertices), self.triangles, SIZE, SIZE)
+    ones = tf.ones_like(colors[..., :1])
+    pixels = renderer.interpolate(tf.concat([colors, ones], -1), self.triangles,
+                                  raster.triangle_ids, tf.stop_gradient(raster.barycentrics))
+    pixels = tf.reverse(pixels, axis=[1])  # the rasterizer's row 0 is the image bottom
+    return pixels[..., :-1], pixels[..., -1]
+
+  def __call__(self, batch, training=False):
+    """Runs the module on a batch.
+
+    Args:
+      batch: dict with image `[B, 224, 224, 3]` RGB 0-255, mask `[B, 224, 224]`
+        {0, 1}, coeff `[B, 257]`, landmarks `[B, 5, 2]` (crop pixels).
+
+    Returns:
+      dict of tensors (colours on [-1, 1] unless noted): image, mask,
+      eroded_mask, coarse_albedo, fine_albedo, coarse_colors, fine_colors
+      `[B, N, 3]`, image_colors `[B, N, 3]`, visibility `[B, N]`, embedding,
+      render_coarse, render_fine `[B, 224, 224, 3]`, render_alpha
+      `[B, 224, 224]`, composite_255 (O', 0-255).
+    """
+    image_255 = tf.convert_to_tensor(batch["image"], tf.float32)
+    mask = tf.convert_to_tensor(batch["mask"], tf.float32)
+    face = self.face_model(batch["coeff"])
+    image = to_unit(image_255)
+    eroded = masks.eroded_skin_mask(mask)
+    coarse_albedo = to_unit(tf.clip_by_value(face.albedo, 0.0, 255.0))
+    per_vertex, visibility = refiner_input.refiner_input(
+        coarse_albedo, image, eroded, face.vertices, face.normals, self.refiner_mode)
+    embedding = self.embedding(image_255, batch["landmarks"])
+    fine_albedo = self.generator((embedding, per_vertex), training=training)
+    gamma = face_model_lib.split_coefficients(batch["coeff"]).gamma
+    fine_colors = to_unit(face_model_lib.illuminate(to_255(fine_albedo), face.normals, gamma))
+    coarse_colors = to_unit(face_model_lib.illuminate(to_255(coarse_albedo), face.normals, gamma))
+    pixels = refiner_input.vertex_pixels(face.vertices)
+    image_colors = tf.gather_nd(image, pixels, batch_dims=1)
+    renders, alpha = self.render(face.clip_vertices, tf.concat([fine_colors, coarse_colors], -1))
+    render_fine, render_coarse = renders[..., :3], renders[..., 3:]
+    composite = losses.composite(to_255(tf.clip_by_value(render_fine, -1.0, 1.0)), image_255,
+                                 alpha * mask)
+    return {"image": image, "image_255": image_255, "mask": mask, "eroded_mask": eroded,
+            "coarse_albedo": coarse_albedo, "fine_albedo": fine_albedo,
+            "coarse_colors": coarse_colors, "fine_colors": fine_colors,
+            "image_colors": image_colors, "visibility": visibility, "embedding": embedding,
+            "render_fine": render_fine, "render_coarse": render_coarse, "render_alpha": alpha,
+            "composite_255": composite, "landmarks": batch["landmarks"]}
+
+
+def skin_indices(model):
+  """int32 indices of the model's skin vertices (for L_var)."""
+  return np.flatnonzero(np.asarray(model.skin_mask)).astype(np.int32)

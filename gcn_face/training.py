@@ -1,0 +1,158 @@
+"""Training of the texture-refinement module (SPEC 6): losses, WGAN-GP steps, optimisers,
+checkpoints and the data order, for scripts/train.py.
+
+Resumption is exact: the data order of every epoch is a function of the seed
+and the epoch, a resumed run skips the batches already seen, the random numbers
+of a step are stateless functions of (seed, step), and the checkpoint holds the
+generator, the critic, both Adam states and the step.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from gcn_face import critic as critic_lib, losses, records
+
+LOG_TERMS = ("total", "refine", "proj", "id", "sym", "var", "reg", "pixel", "pca_loss",
+             "gcn_loss", "adv")
+
+
+@dataclasses.dataclass
+class Config:
+  """The release's training options (SPEC 6.2-6.4) and this project's additions."""
+  batch_size: int = 4
+  epochs: int = 50
+  lr: float = 1e-4
+  lr_decay: float = 0.98  # staircase, once per epoch of generator steps
+  clip_norm: float = 5.0  # per tensor
+  gan: bool = False
+  adv_lambda: float = losses.ADV_LAMBDA
+  critic_steps: int = 5
+  per_sample_eps: bool = True  # the release drew one eps per batch
+  objective: str = "release"
+  seed: int = 2
+  shuffle_buffer: int = 10  # the release's buffer
+
+
+def shuffled_batches(raw, epoch, config, skip_batches=0, has_landmarks68=False):
+  """One epoch of batches of a split's serialised records, in the order of (seed, epoch),
+  starting after `skip_batches` (decoding only what is used)."""
+  order = raw.shuffle(config.shuffle_buffer, seed=config.seed * 100_003 + epoch,
+                      reshuffle_each_iteration=False)
+  batches = order.batch(config.batch_size, drop_remainder=True).skip(skip_batches)
+  return batches.unbatch().apply(lambda d: records.decode(d, has_landmarks68)).batch(
+      config.batch_size, drop_remainder=True).prefetch(2)
+
+
+def _variables(model):
+  """A model's variables as the TF variables a tf.train.Checkpoint tracks, in creation order
+  (Keras 3 models are not tracked by name, and their names get uniquified per process)."""
+  return [v.value for v in model.variables]
+
+
+class Trainer(tf.Module):
+  """Generator and critic updates on a TextureRefinement.
+
+  Args:
+    refinement: gcn_face.refinement.TextureRefinement.
+    skin_indices: int32 `[S]` skin vertices of the mesh (L_var).
+    steps_per_epoch: generator steps per epoch (the lr decay period).
+    config: Config.
+  """
+
+  def __init__(self, refinement, skin_indices, steps_per_epoch, config, name="trainer"):
+    super().__init__(name=name)
+    self.refinement, self.config = refinement, config
+    self.skin_indices = tf.constant(skin_indices, tf.int32)
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False)
+    schedule = tf.keras.optimizers.schedules.ExponentialDecay(
+        config.lr, max(steps_per_epoch, 1), config.lr_decay, staircase=True)
+    self.generator = refinement.generator
+    self.g_optimizer = tf.keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    self.g_optimizer.build(self.generator.trainable_variables)
+    objects = {"generator": _variables(self.generator), "g_optimizer": self.g_optimizer,
+               "step": self.step}
+    self.critic = None
+    if config.gan:
+      self.critic = critic_lib.ImageCritic()
+      self.critic(tf.zeros([1, 224, 224, 3]), training=False)
+      self.d_optimizer = tf.keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999,
+                                                  epsilon=1e-8)
+      self.d_optimizer.build(self.critic.trainable_variables)
+      objects.update(critic=_variables(self.critic), d_optimizer=self.d_optimizer)
+    self.checkpoint = tf.train.Checkpoint(**objects)
+    self.generator_step = tf.function(self._generator_step)
+    self.critic_step = tf.function(self._critic_step)
+    self.evaluate = tf.function(self._evaluate)
+
+  def terms(self, out):
+    """Every loss term of a forward pass (SPEC 6.2), as a dict of scalars."""
+    vis = out["visibility"][..., None]
+    render_mask = tf.round(out["render_alpha"]) * out["eroded_mask"]
+    features_in = self.refinement.encoder.embed(out["image_255"], out["landmarks"])
+    features_out = self.refinement.encoder.embed(out["composite_255"], out["landmarks"])
+    return {
+        "refine": losses.refine_loss(out["fine_albedo"], out["coarse_albedo"]),
+        "proj": losses.projection_loss(out["fine_colors"], out["image_colors"],
+                                       out["coarse_colors"], out["visibility"]),
+        "proj_invisible": losses.INVISIBLE_WEIGHT * tf.reduce_mean(
+            tf.abs((1.0 - vis) * (out["fine_colors"] - out["coarse_colors"]))),
+        "id": losses.identity_loss(tf.stop_gradient(features_in), features_out),
+        "sym": losses.symmetry_loss(out["fine_albedo"], self.refinement.symmetric_pairs),
+        "var": losses.skin_variance_loss(out["fine_albedo"], self.skin_indices),
+        "reg": tf.add_n(self.generator.losses) if self.generator.losses else tf.constant(0.0),
+        "pixel": losses.masked_l1(out["render_fine"], out["image"], render_mask),
+        "gcn_loss": losses.masked_l1(out["render_fine"], out["image"], render_mask),
+        "pca_loss": losses.masked_l1(out["render_coarse"], out["image"], render_mask),
+    }
+
+  def _fake(self, out):
+    return out["composite_255"] / 127.5 - 1.0
+
+  def _generator_step(self, batch, lambda_ren, lambda_ref):
+    with tf.GradientTape() as tape:
+      out = self.refinement(batch, training=True)
+      terms = self.terms(out)
+      total = losses.objective(terms, lambda_ren, lambda_ref, terms["reg"], self.config.objective)
+      if self.critic is not None:
+        terms["adv"] = losses.generator_adversarial_loss(self.critic, self._fake(out),
+                                                         self.config.adv_lambda)
+        total += terms["adv"]
+      terms["total"] = total
+    variables = self.generator.trainable_variables
+    grads = tape.gradient(total, variables)
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+    clipped = [tf.clip_by_norm(g, self.config.clip_norm) for g in grads]
+
+    def apply():
+      self.g_optimizer.apply_gradients(zip(clipped, variables))
+      return tf.constant(0, tf.int64)
+
+    self.skipped_updates.assign_add(tf.cond(finite, apply, lambda: tf.constant(1, tf.int64)))
+    self.step.assign_add(1)
+    return terms
+
+  def _critic_step(self, batch, seed):
+    out = self.refinement(batch, training=False)
+    fake = tf.stop_gradient(self._fake(out))
+    with tf.GradientTape() as tape:
+      loss, stats = losses.critic_loss(self.critic, out["image"], fake, seed,
+                                       self.config.per_sample_eps, self.config.adv_lambda)
+    variables = self.critic.trainable_variables
+    grads = [tf.clip_by_norm(g, self.config.clip_norm) for g in tape.gradient(loss, variables)]
+    self.d_optimizer.apply_gradients(zip(grads, variables))
+    return {"critic": loss, **stats}
+
+  def _evaluate(self, batch):
+    """Loss terms at lambda_ren = lambda_ref = 1 (the release's evaluate), no update."""
+    out = self.refinement(batch, training=False)
+    terms = self.terms(out)
+    terms["total"] = losses.objective(terms, 1.0, 1.0, terms["reg"], self.config.objective)
+    return terms, out
+
+
+def mean_terms(history):
+  """Mean of each term over a list of {name: scalar} dicts."""
+  return {k: float(np.mean([float(h[k]) for h in history])) for k in history[0]}

@@ -1,0 +1,223 @@
+"""Trains the GCN texture-refinement module (SPEC 6) on a dataset from make_synthetic / prepare_data.
+
+  python -m scripts.train --data_dir=data/synthetic --epoch=50
+  bazel run //scripts:train -- --data_dir=data/synthetic --gan
+
+Flags keep the release's names and defaults (--batch_size 4 --epoch 50 --lr 1e-4
+--gan --adv_lambda 1e-3 --model normal --wide --nz 512 --seed 2). Checkpoints
+(generator, critic, both Adam states, step) are written every
+--checkpoint_every steps and at each epoch's end (the last 3 kept); --restore
+continues exactly where the last one stopped. TensorBoard logs go to
+<checkpoint_dir>/logs.
+"""
+
+import itertools
+import os
+import time
+
+from absl import app, flags, logging
+
+from scripts.common import Progress, fail, format_seconds, load_face_model, user_path
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", "data/synthetic", "Dataset folder (records.py format).")
+flags.DEFINE_string("checkpoint_dir", None,
+                    "Checkpoints and logs (default: checkpoints/bfm09_face_<model>[_gan]).")
+flags.DEFINE_string("face_model", None,
+                    "Morphable model: 'synthetic', 'synthetic_bfm' or a BFM_model_front.mat "
+                    "(default: the dataset manifest's).")
+flags.DEFINE_string("sampling_dir", None, "Mesh-sampling cache (default: data/params/<face_model>).")
+flags.DEFINE_enum("identity", "auto", ["auto", "dlib", "facenet"],
+                  "Identity encoder (auto: FaceNet when checkpoints/facenet/ has it, else dlib).")
+flags.DEFINE_string("rnet_path", None,
+                    "Deep3D's FaceReconModel.pb: adds R-Net pool5 to the embedding (the release).")
+flags.DEFINE_integer("batch_size", 4, "Batch size.")
+flags.DEFINE_integer("epoch", 50, "Epochs.")
+flags.DEFINE_integer("max_steps", 0, "Stop after this many generator steps (0: all epochs).")
+flags.DEFINE_float("lr", 1e-4, "Adam learning rate (x0.98 after every epoch).")
+flags.DEFINE_bool("gan", False, "Train with the WGAN-GP critic (SPEC 6.3).")
+flags.DEFINE_float("adv_lambda", 1e-3, "Weight of the adversarial losses.")
+flags.DEFINE_integer("critic_steps", 5, "Critic updates per generator update with --gan.")
+flags.DEFINE_bool("per_sample_eps", True,
+                  "One WGAN-GP interpolation weight per sample (false: one per batch, the release).")
+flags.DEFINE_enum("model", "normal", ["normal", "resnet"], "Generator variant (SPEC 3.7).")
+flags.DEFINE_bool("wide", False, "Wide GCN decoder.")
+flags.DEFINE_integer("nz", 512, "Refiner bottleneck width.")
+flags.DEFINE_enum("objective", "release", ["release", "paper"],
+                  "release: per-vertex projection loss; paper: image-space pixel loss.")
+flags.DEFINE_enum("refiner_input", "code", ["code", "paper"],
+                  "Refiner input: 7 channels (code) or the coarse albedo only (paper).")
+flags.DEFINE_integer("seed", 2, "Random seed (data order, initialisation, WGAN-GP).")
+flags.DEFINE_integer("shuffle_buffer", 10, "Shuffle buffer (the release's 10).")
+flags.DEFINE_integer("checkpoint_every", 500, "Checkpoint every N steps (and at epoch ends).")
+flags.DEFINE_integer("summary_every", 20, "TensorBoard scalars every N steps.")
+flags.DEFINE_bool("restore", False, "Continue from the latest checkpoint in --checkpoint_dir.")
+flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops (same --seed, same run).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
+                  "tf.distribute strategy: default (one device) or mirrored (all local devices).")
+
+MODEL_INPUTS = ("image", "mask", "coeff", "landmarks")
+
+
+def _inputs(batch):
+  return {k: batch[k] for k in MODEL_INPUTS}
+
+
+def build(manifest):
+  """(TextureRefinement, face model, skin indices) for the flags and the dataset."""
+  from deep3dface import face_model, rnet  # pylint: disable=g-import-not-at-top
+  from gcn_face import mesh_sampling, refinement  # pylint: disable=g-import-not-at-top
+  from gcn_face.identity import encoder  # pylint: disable=g-import-not-at-top
+  spec = FLAGS.face_model or manifest["info"].get("model", "synthetic")
+  model = load_face_model(spec)
+  if manifest["info"].get("num_vertices", model.num_vertices) != model.num_vertices:
+    raise ValueError(f"the dataset was made for a {manifest['info']['num_vertices']}-vertex model, "
+                     f"--face_model={spec} has {model.num_vertices}")
+  name = os.path.splitext(os.path.basename(spec))[0]
+  sampling = mesh_sampling.load_or_build(
+      model.mean_shape, model.triangles,
+      directory=user_path(FLAGS.sampling_dir or os.path.join("data", "params", name)), name=name)
+  identity = encoder.load_encoder(FLAGS.identity, checkpoint_dir=user_path("checkpoints"))
+  rnet_model = rnet.from_frozen_graph(user_path(FLAGS.rnet_path)) if FLAGS.rnet_path else None
+  module = refinement.TextureRefinement(
+      face_model.FaceModel(model), sampling, identity, FLAGS.model, FLAGS.wide, FLAGS.nz,
+      FLAGS.refiner_input, rnet_model)
+  return module, refinement.skin_indices(model)
+
+
+def critic_batches(raw, config, steps_per_epoch, consumed):
+  """Endless critic batches (their own epochs and order), after `consumed` of them."""
+  from gcn_face import training  # pylint: disable=g-import-not-at-top
+  first_epoch, within = divmod(consumed, steps_per_epoch)
+  for e in itertools.count(first_epoch):
+    yield from training.shuffled_batches(raw, 1_000_000 + e, config,
+                                         within if e == first_epoch else 0)
+
+
+def train(trainer, manager, raw, val, config, steps_per_epoch, total_steps, writer):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from gcn_face import losses, training  # pylint: disable=g-import-not-at-top
+  step = int(trainer.step.numpy())
+  progress = Progress(total_steps, "steps", done=step, interval=10.0)
+  critic_iter = None
+  if config.gan:
+    critic_done = max(0, step - steps_per_epoch) * config.critic_steps
+    critic_iter = iter(critic_batches(raw, config, steps_per_epoch, critic_done))
+  while step < total_steps:
+    epoch, in_epoch = divmod(step, steps_per_epoch)
+    lambda_ren, lambda_ref = losses.schedule(epoch)
+    logging.info("epoch %d (lambda_ren %.1f, lambda_ref %.1f) from step %d", epoch, lambda_ren,
+                 lambda_ref, step)
+    for batch in training.shuffled_batches(raw, epoch, config, in_epoch):
+      if critic_iter is not None and lambda_ren > 1e-5:
+        for k in range(config.critic_steps):
+          stats = trainer.critic_step(_inputs(next(critic_iter)),
+                                      tf.constant([config.seed, step * config.critic_steps + k]))
+      terms = trainer.generator_step(_inputs(batch), tf.constant(lambda_ren),
+                                     tf.constant(lambda_ref))
+      step += 1
+      if step % FLAGS.summary_every == 0 or step == total_steps:
+        with writer.as_default(step=step):
+          for name, value in terms.items():
+            tf.summary.scalar(f"train/{name}", value)
+          if critic_iter is not None and lambda_ren > 1e-5:
+            for name, value in stats.items():
+              tf.summary.scalar(f"critic/{name}", value)
+          tf.summary.scalar("train/lr", trainer.g_optimizer.learning_rate)
+      if not all(map(lambda v: float(v) == float(v), terms.values())):
+        logging.warning("step %d: a loss is NaN", step)
+      progress.update()
+      if step % FLAGS.checkpoint_every == 0:
+        manager.save(checkpoint_number=step)
+      if step >= total_steps:
+        break
+    if step % steps_per_epoch == 0 or step >= total_steps:
+      manager.save(checkpoint_number=step)
+      logging.info("step %d: loss %.4f, skipped updates %d; checkpoint %s", step,
+                   float(terms["total"]), int(trainer.skipped_updates.numpy()),
+                   manager.latest_checkpoint)
+      if val is not None:
+        validate(trainer, val, writer, step)
+
+
+def validate(trainer, val, writer, step):
+  """Mean loss terms on the validation split and a strip of its first faces."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from gcn_face import refinement, training  # pylint: disable=g-import-not-at-top
+  history, strip = [], None
+  for batch in val:
+    terms, out = trainer.evaluate(_inputs(batch))
+    history.append(terms)
+    if strip is None:
+      coarse = refinement.to_255(tf.clip_by_value(out["render_coarse"], -1, 1))
+      alpha = (out["render_alpha"] * out["mask"])[..., None]
+      coarse = coarse * alpha + out["image_255"] * (1 - alpha)
+      strip = tf.concat([out["image_255"], coarse, out["composite_255"]], axis=2) / 255.0
+  means = training.mean_terms(history)
+  logging.info("validation at step %d: %s", step,
+               ", ".join(f"{k} {v:.4f}" for k, v in sorted(means.items())))
+  with writer.as_default(step=step):
+    for name, value in means.items():
+      tf.summary.scalar(f"val/{name}", value)
+    tf.summary.image("val/input_coarse_fine", strip, max_outputs=4)
+  return means
+
+
+def main(argv):
+  del argv
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from gcn_face import records, training  # pylint: disable=g-import-not-at-top
+  if FLAGS.batch_size < 1 or FLAGS.epoch < 1 or FLAGS.critic_steps < 1:
+    fail("--batch_size, --epoch and --critic_steps must be >= 1")
+  tf.keras.utils.set_random_seed(FLAGS.seed)
+  if FLAGS.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  data_dir = user_path(FLAGS.data_dir)
+  try:
+    _, count, manifest = records.split_files(data_dir, "train")
+    raw = records.raw_dataset(data_dir, "train")
+    val = None
+    if "val" in manifest["splits"]:
+      val = records.dataset(data_dir, "val").batch(FLAGS.batch_size)
+  except records.DatasetError as e:
+    fail(f"{e} (make the default dataset with: python -m scripts.make_synthetic)")
+  steps_per_epoch = count // FLAGS.batch_size
+  if steps_per_epoch < 1:
+    fail(f"{data_dir}: {count} training faces, fewer than one batch of {FLAGS.batch_size}")
+  config = training.Config(batch_size=FLAGS.batch_size, epochs=FLAGS.epoch, lr=FLAGS.lr,
+                           gan=FLAGS.gan, adv_lambda=FLAGS.adv_lambda,
+                           critic_steps=FLAGS.critic_steps, per_sample_eps=FLAGS.per_sample_eps,
+                           objective=FLAGS.objective, seed=FLAGS.seed,
+                           shuffle_buffer=FLAGS.shuffle_buffer)
+  checkpoint_dir = user_path(FLAGS.checkpoint_dir or os.path.join(
+      "checkpoints", f"bfm09_face_{FLAGS.model}{'_gan' if FLAGS.gan else ''}"))
+  strategy = (tf.distribute.MirroredStrategy() if FLAGS.strategy == "mirrored" else
+              tf.distribute.get_strategy())
+  try:
+    with strategy.scope():
+      module, skin = build(manifest)
+      trainer = training.Trainer(module, skin, steps_per_epoch, config)
+  except (ValueError, OSError) as e:
+    fail(str(e).splitlines()[0])
+  manager = tf.train.CheckpointManager(trainer.checkpoint, checkpoint_dir, max_to_keep=3)
+  if manager.latest_checkpoint:
+    if not FLAGS.restore:
+      fail(f"{checkpoint_dir} already has checkpoints; pass --restore to continue, or choose "
+           "another --checkpoint_dir")
+    trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    logging.info("restored %s (step %d)", manager.latest_checkpoint, int(trainer.step.numpy()))
+  total_steps = FLAGS.epoch * steps_per_epoch
+  if FLAGS.max_steps:
+    total_steps = min(total_steps, FLAGS.max_steps)
+  writer = tf.summary.create_file_writer(os.path.join(checkpoint_dir, "logs"))
+  logging.info("training on %d faces (%d steps/epoch) to step %d; identity encoder %s (%d-d); "
+               "checkpoints in %s", count, steps_per_epoch, total_steps,
+               module.encoder.kind, module.encoder.feature_dim, checkpoint_dir)
+  start = time.monotonic()
+  train(trainer, manager, raw, val, config, steps_per_epoch, total_steps, writer)
+  logging.info("done in %s; checkpoints in %s", format_seconds(time.monotonic() - start),
+               checkpoint_dir)
+
+
+if __name__ == "__main__":
+  app.run(main)
