@@ -196,14 +196,24 @@ class ShardWriter:
     entry["shards"] = kept
     self.entry = entry
     self.next_index = len(kept) * per_shard
-    self._writer, self._count, self._tmp = None, 0, None
+    # How many inputs the kept shards consumed (inputs may be skipped), and only their skips.
+    self.resume_position = kept[-1].get("input_end", self.next_index) if kept else 0
+    self.manifest["skipped"] = [s for s in self.manifest["skipped"] if s.get("split") != split
+                                or (s.get("position") or 0) < self.resume_position]
+    self._writer, self._count, self._tmp, self._position = None, 0, None, self.resume_position
     self.manifest["info"] = info
 
-  def skip(self, name, reason):
-    """Records an input that produced no example."""
-    self.manifest["skipped"].append({"name": name, "reason": reason})
+  def skip(self, name, reason, position=None):
+    """Records an input that produced no example (`position`: its input index)."""
+    self.manifest["skipped"].append({"name": name, "reason": reason, "split": self.split,
+                                     "position": position})
+    if position is not None:
+      self._position = position + 1
 
-  def write(self, serialized):
+  def write(self, serialized, position=None):
+    """Appends an example; `position` is the input index it came from (default: its own
+    number), recorded so a resumed run knows which inputs the kept shards consumed."""
+    self._position = position + 1 if position is not None else self.next_index + 1
     if self._writer is None:
       index = len(self.entry["shards"])
       self._tmp = shard_path(self.directory, self.split, index) + ".partial"
@@ -219,7 +229,8 @@ class ShardWriter:
     index = len(self.entry["shards"])
     final = shard_path(self.directory, self.split, index)
     os.replace(self._tmp, final)
-    self.entry["shards"].append({"file": os.path.basename(final), "count": self._count})
+    self.entry["shards"].append({"file": os.path.basename(final), "count": self._count,
+                                 "input_end": self._position})
     self._writer, self._count = None, 0
     self.save_manifest()
 

@@ -53,8 +53,6 @@ flags.DEFINE_integer("checkpoint_every", 500, "Checkpoint every N steps (and at 
 flags.DEFINE_integer("summary_every", 20, "TensorBoard scalars every N steps.")
 flags.DEFINE_bool("restore", False, "Continue from the latest checkpoint in --checkpoint_dir.")
 flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops (same --seed, same run).")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
-                  "tf.distribute strategy: default (one device) or mirrored (all local devices).")
 
 MODEL_INPUTS = ("image", "mask", "coeff", "landmarks")
 
@@ -191,12 +189,9 @@ def main(argv):
                            shuffle_buffer=FLAGS.shuffle_buffer)
   checkpoint_dir = user_path(FLAGS.checkpoint_dir or os.path.join(
       "checkpoints", f"bfm09_face_{FLAGS.model}{'_gan' if FLAGS.gan else ''}"))
-  strategy = (tf.distribute.MirroredStrategy() if FLAGS.strategy == "mirrored" else
-              tf.distribute.get_strategy())
   try:
-    with strategy.scope():
-      module, skin = build(manifest)
-      trainer = training.Trainer(module, skin, steps_per_epoch, config)
+    module, skin = build(manifest)
+    trainer = training.Trainer(module, skin, steps_per_epoch, config)
   except (ValueError, OSError) as e:
     fail(str(e).splitlines()[0])
   manager = tf.train.CheckpointManager(trainer.checkpoint, checkpoint_dir, max_to_keep=3)
