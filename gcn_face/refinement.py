@@ -59,11 +59,12 @@ class TextureRefinement(tf.Module):
                     tf.zeros([1, face_model.num_vertices, self.channels])))
 
   def embedding(self, images_255, landmarks):
-    """Frozen face embedding `[B, E]` of the photos (no gradient)."""
-    features = [self.encoder.embed(images_255, landmarks)]
-    if self.rnet is not None:
-      features.insert(0, self.rnet(tf.reverse(images_255, axis=[-1]), training=False)[1])
-    return tf.stop_gradient(tf.concat(features, -1))
+    """(frozen face embedding `[B, E]`, identity features `[B, D]`) of the photos."""
+    identity = tf.stop_gradient(self.encoder.embed(images_255, landmarks))
+    if self.rnet is None:
+      return identity, identity
+    pool5 = self.rnet(tf.reverse(images_255, axis=[-1]), training=False)[1]
+    return tf.stop_gradient(tf.concat([pool5, identity], -1)), identity
 
   def render(self, clip_vertices, colors):
     """Renders per-vertex colours `[B, N, C]` (any scale): (images `[B, 224, 224, C]` top-down,
@@ -86,6 +87,7 @@ class TextureRefinement(tf.Module):
       dict of tensors (colours on [-1, 1] unless noted): image, mask,
       eroded_mask, coarse_albedo, fine_albedo, coarse_colors, fine_colors
       `[B, N, 3]`, image_colors `[B, N, 3]`, visibility `[B, N]`, embedding,
+      identity_features (the encoder's features of the photo),
       render_coarse, render_fine `[B, 224, 224, 3]`, render_alpha
       `[B, 224, 224]`, composite_255 (O', 0-255).
     """
@@ -97,7 +99,7 @@ class TextureRefinement(tf.Module):
     coarse_albedo = to_unit(tf.clip_by_value(face.albedo, 0.0, 255.0))
     per_vertex, visibility = refiner_input.refiner_input(
         coarse_albedo, image, eroded, face.vertices, face.normals, self.refiner_mode)
-    embedding = self.embedding(image_255, batch["landmarks"])
+    embedding, identity = self.embedding(image_255, batch["landmarks"])
     fine_albedo = self.generator((embedding, per_vertex), training=training)
     gamma = face_model_lib.split_coefficients(batch["coeff"]).gamma
     fine_colors = to_unit(face_model_lib.illuminate(to_255(fine_albedo), face.normals, gamma))
@@ -112,6 +114,7 @@ class TextureRefinement(tf.Module):
             "coarse_albedo": coarse_albedo, "fine_albedo": fine_albedo,
             "coarse_colors": coarse_colors, "fine_colors": fine_colors,
             "image_colors": image_colors, "visibility": visibility, "embedding": embedding,
+            "identity_features": identity,
             "render_fine": render_fine, "render_coarse": render_coarse, "render_alpha": alpha,
             "composite_255": composite, "landmarks": batch["landmarks"]}
 

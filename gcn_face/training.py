@@ -91,20 +91,20 @@ class Trainer(tf.Module):
     """Every loss term of a forward pass (SPEC 6.2), as a dict of scalars."""
     vis = out["visibility"][..., None]
     render_mask = tf.round(out["render_alpha"]) * out["eroded_mask"]
-    features_in = self.refinement.encoder.embed(out["image_255"], out["landmarks"])
     features_out = self.refinement.encoder.embed(out["composite_255"], out["landmarks"])
+    gcn_loss = losses.masked_l1(out["render_fine"], out["image"], render_mask)
     return {
         "refine": losses.refine_loss(out["fine_albedo"], out["coarse_albedo"]),
         "proj": losses.projection_loss(out["fine_colors"], out["image_colors"],
                                        out["coarse_colors"], out["visibility"]),
         "proj_invisible": losses.INVISIBLE_WEIGHT * tf.reduce_mean(
             tf.abs((1.0 - vis) * (out["fine_colors"] - out["coarse_colors"]))),
-        "id": losses.identity_loss(tf.stop_gradient(features_in), features_out),
+        "id": losses.identity_loss(out["identity_features"], features_out),
         "sym": losses.symmetry_loss(out["fine_albedo"], self.refinement.symmetric_pairs),
         "var": losses.skin_variance_loss(out["fine_albedo"], self.skin_indices),
         "reg": tf.add_n(self.generator.losses) if self.generator.losses else tf.constant(0.0),
-        "pixel": losses.masked_l1(out["render_fine"], out["image"], render_mask),
-        "gcn_loss": losses.masked_l1(out["render_fine"], out["image"], render_mask),
+        "pixel": gcn_loss,  # the paper's pixel loss is the release's logged gcn_loss
+        "gcn_loss": gcn_loss,
         "pca_loss": losses.masked_l1(out["render_coarse"], out["image"], render_mask),
     }
 

@@ -12,6 +12,7 @@ continues exactly where the last one stopped. TensorBoard logs go to
 """
 
 import itertools
+import math
 import os
 import time
 
@@ -122,8 +123,9 @@ def train(trainer, manager, raw, val, config, steps_per_epoch, total_steps, writ
             for name, value in stats.items():
               tf.summary.scalar(f"critic/{name}", value)
           tf.summary.scalar("train/lr", trainer.g_optimizer.learning_rate)
-      if not all(map(lambda v: float(v) == float(v), terms.values())):
-        logging.warning("step %d: a loss is NaN", step)
+      if not all(math.isfinite(float(v)) for v in terms.values()):
+        logging.warning("step %d: a loss is not finite (%d updates skipped so far)", step,
+                        int(trainer.skipped_updates.numpy()))
       progress.update()
       if step % FLAGS.checkpoint_every == 0:
         manager.save(checkpoint_number=step)
