@@ -27,7 +27,7 @@ FACE_HALF_HEIGHT = 1.12
 FACE_CENTER_Y = -0.08
 
 
-def _gauss(x, y, cx, cy, sx, sy):
+def gaussian(x, y, cx, cy, sx, sy):
   return np.exp(-0.5 * (((x - cx) / sx) ** 2 + ((y - cy) / sy) ** 2))
 
 
@@ -35,10 +35,10 @@ def face_height(x, y):
   """Procedural face depth z(x, y) in dm (x right, y up; arrays of any shape)."""
   r2 = (x / FACE_HALF_WIDTH) ** 2 + ((y - FACE_CENTER_Y) / FACE_HALF_HEIGHT) ** 2
   z = 0.55 * np.sqrt(np.clip(1.0 - 0.8 * r2, 0.0, None)) - 0.29
-  z -= 0.10 * (_gauss(x, y, -0.31, 0.29, 0.11, 0.07) + _gauss(x, y, 0.31, 0.29, 0.11, 0.07))
-  z += 0.05 * (_gauss(x, y, -0.30, 0.45, 0.16, 0.04) + _gauss(x, y, 0.30, 0.45, 0.16, 0.04))
-  z += 0.22 * _gauss(x, y, 0.0, 0.08, 0.07, 0.20) + 0.12 * _gauss(x, y, 0.0, -0.06, 0.09, 0.07)
-  z += 0.03 * _gauss(x, y, 0.0, -0.38, 0.22, 0.06) - 0.02 * _gauss(x, y, 0.0, -0.52, 0.2, 0.04)
+  z -= 0.10 * (gaussian(x, y, -0.31, 0.29, 0.11, 0.07) + gaussian(x, y, 0.31, 0.29, 0.11, 0.07))
+  z += 0.05 * (gaussian(x, y, -0.30, 0.45, 0.16, 0.04) + gaussian(x, y, 0.30, 0.45, 0.16, 0.04))
+  z += 0.22 * gaussian(x, y, 0.0, 0.08, 0.07, 0.20) + 0.12 * gaussian(x, y, 0.0, -0.06, 0.09, 0.07)
+  z += 0.03 * gaussian(x, y, 0.0, -0.38, 0.22, 0.06) - 0.02 * gaussian(x, y, 0.0, -0.52, 0.2, 0.04)
   return z
 
 
@@ -151,17 +151,17 @@ def _bases(xy, rng):
 
   k_ex = np.arange(constants.EXP_DIM)
   scale_ex = 0.03 / (1.0 + k_ex) ** 0.5
-  local = np.maximum.reduce([_gauss(x, y, 0.0, -0.40, 0.28, 0.18),
-                             0.6 * _gauss(x, y, -0.31, 0.35, 0.18, 0.12),
-                             0.6 * _gauss(x, y, 0.31, 0.35, 0.18, 0.12)])[:, None]
+  local = np.maximum.reduce([gaussian(x, y, 0.0, -0.40, 0.28, 0.18),
+                             0.6 * gaussian(x, y, -0.31, 0.35, 0.18, 0.12),
+                             0.6 * gaussian(x, y, 0.31, 0.35, 0.18, 0.12)])[:, None]
   ex_base = _interleave(0.5 * local * _smooth_fields(xy, constants.EXP_DIM, rng),
                         local * _smooth_fields(xy, constants.EXP_DIM, rng),
                         local * _smooth_fields(xy, constants.EXP_DIM, rng)) * scale_ex
 
   skin = np.array([205.0, 160.0, 140.0])
-  lips = _gauss(x, y, 0.0, -0.38, 0.2, 0.07)[:, None]
-  brows = (_gauss(x, y, -0.30, 0.48, 0.17, 0.035) + _gauss(x, y, 0.30, 0.48, 0.17, 0.035))
-  eyes = (_gauss(x, y, -0.31, 0.29, 0.07, 0.03) + _gauss(x, y, 0.31, 0.29, 0.07, 0.03))
+  lips = gaussian(x, y, 0.0, -0.38, 0.2, 0.07)[:, None]
+  brows = (gaussian(x, y, -0.30, 0.48, 0.17, 0.035) + gaussian(x, y, 0.30, 0.48, 0.17, 0.035))
+  eyes = (gaussian(x, y, -0.31, 0.29, 0.07, 0.03) + gaussian(x, y, 0.31, 0.29, 0.07, 0.03))
   mean_tex = (skin + lips * np.array([-30.0, -65.0, -45.0]) +
               np.clip(brows, 0, 1)[:, None] * np.array([-110.0, -95.0, -85.0]) +
               np.clip(eyes, 0, 1)[:, None] * np.array([-60.0, -50.0, -40.0]))
@@ -180,12 +180,12 @@ def _masks(xy, triangles):
   remap = np.full(len(xy), -1, np.int64)
   remap[front_idx] = np.arange(len(front_idx))
   tri_front = triangles[np.all(front[triangles], axis=1)]
-  features = np.maximum.reduce([_gauss(x, y, -0.31, 0.29, 0.12, 0.07),
-                                _gauss(x, y, 0.31, 0.29, 0.12, 0.07),
-                                _gauss(x, y, -0.30, 0.47, 0.2, 0.05),
-                                _gauss(x, y, 0.30, 0.47, 0.2, 0.05),
-                                _gauss(x, y, 0.0, -0.38, 0.3, 0.1),
-                                _gauss(x, y, 0.0, -0.05, 0.12, 0.25)])
+  features = np.maximum.reduce([gaussian(x, y, -0.31, 0.29, 0.12, 0.07),
+                                gaussian(x, y, 0.31, 0.29, 0.12, 0.07),
+                                gaussian(x, y, -0.30, 0.47, 0.2, 0.05),
+                                gaussian(x, y, 0.30, 0.47, 0.2, 0.05),
+                                gaussian(x, y, 0.0, -0.38, 0.3, 0.1),
+                                gaussian(x, y, 0.0, -0.05, 0.12, 0.25)])
   skin = front & (features < 0.3)
   return front_idx, remap[tri_front].astype(np.int32), skin
 

@@ -29,6 +29,12 @@ def refine_loss(fine_albedo, coarse_albedo):
   return tf.reduce_mean(tf.abs(fine_albedo - coarse_albedo))
 
 
+def invisible_vertex_loss(fine_colors, coarse_colors, visibility):
+  """0.3 mean |(1 - vis)(C' - C_pca)|: invisible vertices pulled toward the coarse colour."""
+  invisible = 1.0 - visibility[..., None]
+  return INVISIBLE_WEIGHT * tf.reduce_mean(tf.abs(invisible * (fine_colors - coarse_colors)))
+
+
 def projection_loss(fine_colors, image_colors, coarse_colors, visibility):
   """L_proj: mean |vis (C' - P)| + 0.3 mean |(1 - vis)(C' - C_pca)| (means over B, N, 3).
 
@@ -36,9 +42,8 @@ def projection_loss(fine_colors, image_colors, coarse_colors, visibility):
     fine_colors, coarse_colors: `[B, N, 3]` SH-lit albedos; image_colors: `[B, N, 3]`
     photo colours under the vertices; visibility: `[B, N]` in [0, 1].
   """
-  vis = visibility[..., None]
-  return (tf.reduce_mean(tf.abs(vis * (fine_colors - image_colors))) +
-          INVISIBLE_WEIGHT * tf.reduce_mean(tf.abs((1.0 - vis) * (fine_colors - coarse_colors))))
+  visible = tf.reduce_mean(tf.abs(visibility[..., None] * (fine_colors - image_colors)))
+  return visible + invisible_vertex_loss(fine_colors, coarse_colors, visibility)
 
 
 def identity_loss(features_input, features_output):

@@ -31,6 +31,20 @@ def to_255(values_unit):
   return (values_unit + 1.0) * 127.5
 
 
+def render(clip_vertices, triangles, colors):
+  """Renders per-vertex colours `[B, N, C]` (any scale) into Deep3D's 224 x 224 crop.
+
+  Returns (images `[B, 224, 224, C]` top-down, coverage alpha `[B, 224, 224]`);
+  gradients reach the colours only.
+  """
+  raster = renderer.rasterize(tf.stop_gradient(clip_vertices), triangles, SIZE, SIZE)
+  ones = tf.ones_like(colors[..., :1])
+  pixels = renderer.interpolate(tf.concat([colors, ones], -1), triangles, raster.triangle_ids,
+                                tf.stop_gradient(raster.barycentrics))
+  pixels = tf.reverse(pixels, axis=[1])  # the rasterizer's row 0 is the image bottom
+  return pixels[..., :-1], pixels[..., -1]
+
+
 class TextureRefinement(tf.Module):
   """Face formation + MeshGenerator + rendering.
 
@@ -66,16 +80,6 @@ class TextureRefinement(tf.Module):
     pool5 = self.rnet(tf.reverse(images_255, axis=[-1]), training=False)[1]
     return tf.stop_gradient(tf.concat([pool5, identity], -1)), identity
 
-  def render(self, clip_vertices, colors):
-    """Renders per-vertex colours `[B, N, C]` (any scale): (images `[B, 224, 224, C]` top-down,
-    coverage alpha `[B, 224, 224]`); gradients reach the colours only."""
-    raster = renderer.rasterize(tf.stop_gradient(clip_vertices), self.triangles, SIZE, SIZE)
-    ones = tf.ones_like(colors[..., :1])
-    pixels = renderer.interpolate(tf.concat([colors, ones], -1), self.triangles,
-                                  raster.triangle_ids, tf.stop_gradient(raster.barycentrics))
-    pixels = tf.reverse(pixels, axis=[1])  # the rasterizer's row 0 is the image bottom
-    return pixels[..., :-1], pixels[..., -1]
-
   def __call__(self, batch, training=False):
     """Runs the module on a batch.
 
@@ -106,7 +110,8 @@ class TextureRefinement(tf.Module):
     coarse_colors = to_unit(face_model_lib.illuminate(to_255(coarse_albedo), face.normals, gamma))
     pixels = refiner_input.vertex_pixels(face.vertices)
     image_colors = tf.gather_nd(image, pixels, batch_dims=1)
-    renders, alpha = self.render(face.clip_vertices, tf.concat([fine_colors, coarse_colors], -1))
+    renders, alpha = render(face.clip_vertices, self.triangles,
+                            tf.concat([fine_colors, coarse_colors], -1))
     render_fine, render_coarse = renders[..., :3], renders[..., 3:]
     composite = losses.composite(to_255(tf.clip_by_value(render_fine, -1.0, 1.0)), image_255,
                                  alpha * mask)

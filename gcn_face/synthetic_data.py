@@ -15,8 +15,8 @@ import PIL.Image
 import PIL.ImageDraw
 import tensorflow as tf
 
-from deep3dface import constants, face_model
-import renderer
+from deep3dface import align, constants, face_model, synthetic
+from gcn_face import refinement
 
 SIZE = constants.IMAGE_SIZE
 # Coefficient spreads (the bases are EV-scaled: N(0, 1) is a plausible face).
@@ -29,7 +29,7 @@ OCCLUDER_PROBABILITY = {"hand": 0.2, "glasses": 0.25, "hair_band": 0.2}
 
 
 def _gauss(xy, cx, cy, sx, sy):
-  return np.exp(-0.5 * (((xy[:, 0] - cx) / sx) ** 2 + ((xy[:, 1] - cy) / sy) ** 2))
+  return synthetic.gaussian(xy[:, 0], xy[:, 1], cx, cy, sx, sy)
 
 
 def albedo_detail(xy, rng):
@@ -186,26 +186,22 @@ class SyntheticRenderer:
     face = self.face_model(coeff)
     lit = face_model.illuminate(tf.constant(albedo, tf.float32), face.normals,
                                 coeff[:, part["gamma"]])
-    attributes = tf.concat([tf.clip_by_value(lit, 0.0, 255.0),
-                            tf.ones_like(lit[..., :1]),
-                            tf.broadcast_to(self.skin[None, :, None], lit[..., :1].shape)], -1)
-    raster_out = renderer.rasterize(face.clip_vertices, self.triangles, SIZE, SIZE)
-    pixels = renderer.interpolate(attributes, self.triangles, raster_out.triangle_ids,
-                                raster_out.barycentrics)
-    pixels = tf.reverse(pixels, axis=[1]).numpy()  # rows top-down
+    colors = tf.concat([tf.clip_by_value(lit, 0.0, 255.0),
+                        tf.broadcast_to(self.skin[None, :, None], lit[..., :1].shape)], -1)
+    pixels, alphas = (x.numpy() for x in refinement.render(face.clip_vertices, self.triangles,
+                                                           colors))
     landmarks68 = face.landmarks.numpy().astype(np.float64)
     landmarks68[..., 1] = SIZE - 1 - landmarks68[..., 1]
     out = []
     for i, rng in enumerate(rngs):
-      alpha = pixels[i, ..., 3:4]
+      alpha = alphas[i, ..., None]
       image = pixels[i, ..., :3] * alpha + _background(rng) * (1 - alpha)
       image = np.clip(image + rng.normal(0, NOISE_STD, image.shape) + 0.5, 0, 255).astype(np.uint8)
-      mask = (pixels[i, ..., 3] > 0.5) & (pixels[i, ..., 4] > 0.5)
+      mask = (alphas[i] > 0.5) & (pixels[i, ..., 3] > 0.5)
       image, mask, kinds = _draw_occluders(image, mask, landmarks68[i], rng)
       stored = coeff[i].copy()
       stored[part["albedo"]] = self.pca_fit(albedo[i])
-      five = np.stack([landmarks68[i][list(g)].mean(0)
-                       for g in constants.DETECTED_LANDMARK_GROUPS_0BASED])
-      out.append({"image": image, "mask": mask, "coeff": stored, "landmarks": five,
+      out.append({"image": image, "mask": mask, "coeff": stored,
+                  "landmarks": align.five_from_68(landmarks68[i]),
                   "landmarks68": landmarks68[i], "albedo": albedo[i], "occluders": kinds})
     return out

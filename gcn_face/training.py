@@ -12,17 +12,12 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from gcn_face import critic as critic_lib, losses, records
-
-LOG_TERMS = ("total", "refine", "proj", "id", "sym", "var", "reg", "pixel", "pca_loss",
-             "gcn_loss", "adv")
-
+from gcn_face import critic as critic_lib, losses, records, refinement as refinement_lib
 
 @dataclasses.dataclass
 class Config:
   """The release's training options (SPEC 6.2-6.4) and this project's additions."""
   batch_size: int = 4
-  epochs: int = 50
   lr: float = 1e-4
   lr_decay: float = 0.98  # staircase, once per epoch of generator steps
   clip_norm: float = 5.0  # per tensor
@@ -89,7 +84,6 @@ class Trainer(tf.Module):
 
   def terms(self, out):
     """Every loss term of a forward pass (SPEC 6.2), as a dict of scalars."""
-    vis = out["visibility"][..., None]
     render_mask = tf.round(out["render_alpha"]) * out["eroded_mask"]
     features_out = self.refinement.encoder.embed(out["composite_255"], out["landmarks"])
     gcn_loss = losses.masked_l1(out["render_fine"], out["image"], render_mask)
@@ -97,8 +91,8 @@ class Trainer(tf.Module):
         "refine": losses.refine_loss(out["fine_albedo"], out["coarse_albedo"]),
         "proj": losses.projection_loss(out["fine_colors"], out["image_colors"],
                                        out["coarse_colors"], out["visibility"]),
-        "proj_invisible": losses.INVISIBLE_WEIGHT * tf.reduce_mean(
-            tf.abs((1.0 - vis) * (out["fine_colors"] - out["coarse_colors"]))),
+        "proj_invisible": losses.invisible_vertex_loss(out["fine_colors"], out["coarse_colors"],
+                                                       out["visibility"]),
         "id": losses.identity_loss(out["identity_features"], features_out),
         "sym": losses.symmetry_loss(out["fine_albedo"], self.refinement.symmetric_pairs),
         "var": losses.skin_variance_loss(out["fine_albedo"], self.skin_indices),
@@ -109,7 +103,7 @@ class Trainer(tf.Module):
     }
 
   def _fake(self, out):
-    return out["composite_255"] / 127.5 - 1.0
+    return refinement_lib.to_unit(out["composite_255"])
 
   def _generator_step(self, batch, lambda_ren, lambda_ref):
     with tf.GradientTape() as tape:

@@ -78,7 +78,7 @@ def split(items):
 
 def write_split(name, items, pool, rnet_model, directory, info):
   from deep3dface import rnet  # pylint: disable=g-import-not-at-top
-  from gcn_face import records  # pylint: disable=g-import-not-at-top
+  from gcn_face import prepare, records  # pylint: disable=g-import-not-at-top
   writer = records.ShardWriter(directory, name, FLAGS.per_shard, info)
   start = writer.resume_position
   if start:
@@ -97,7 +97,7 @@ def write_split(name, items, pool, rnet_model, directory, info):
     pending.clear()
 
   work = [(p, *items[p]) for p in range(start, len(items))]
-  for position, item_name, result in pool.map(_prepare, work, chunksize=4):
+  for position, item_name, result in pool.map(prepare.prepare_item, work, chunksize=4):
     if isinstance(result, str):
       flush()  # keep the output in input order
       logging.warning("skipped: %s", result)
@@ -110,11 +110,6 @@ def write_split(name, items, pool, rnet_model, directory, info):
   flush()
   writer.close()
   return writer.entry.get("count", 0)
-
-
-def _prepare(item):
-  from gcn_face import prepare  # pylint: disable=g-import-not-at-top
-  return prepare.prepare_item(item)
 
 
 def main(argv):

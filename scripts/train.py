@@ -63,7 +63,7 @@ def _inputs(batch):
 
 
 def build(manifest):
-  """(TextureRefinement, face model, skin indices) for the flags and the dataset."""
+  """(TextureRefinement, skin vertex indices) for the flags and the dataset."""
   from deep3dface import face_model, rnet  # pylint: disable=g-import-not-at-top
   from gcn_face import mesh_sampling, refinement  # pylint: disable=g-import-not-at-top
   from gcn_face.identity import encoder  # pylint: disable=g-import-not-at-top
@@ -143,15 +143,14 @@ def train(trainer, manager, raw, val, config, steps_per_epoch, total_steps, writ
 def validate(trainer, val, writer, step):
   """Mean loss terms on the validation split and a strip of its first faces."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from gcn_face import refinement, training  # pylint: disable=g-import-not-at-top
+  from gcn_face import losses, refinement, training  # pylint: disable=g-import-not-at-top
   history, strip = [], None
   for batch in val:
     terms, out = trainer.evaluate(_inputs(batch))
     history.append(terms)
     if strip is None:
-      coarse = refinement.to_255(tf.clip_by_value(out["render_coarse"], -1, 1))
-      alpha = (out["render_alpha"] * out["mask"])[..., None]
-      coarse = coarse * alpha + out["image_255"] * (1 - alpha)
+      coarse = losses.composite(refinement.to_255(tf.clip_by_value(out["render_coarse"], -1, 1)),
+                                out["image_255"], out["render_alpha"] * out["mask"])
       strip = tf.concat([out["image_255"], coarse, out["composite_255"]], axis=2) / 255.0
   means = training.mean_terms(history)
   logging.info("validation at step %d: %s", step,
@@ -184,7 +183,7 @@ def main(argv):
   steps_per_epoch = count // FLAGS.batch_size
   if steps_per_epoch < 1:
     fail(f"{data_dir}: {count} training faces, fewer than one batch of {FLAGS.batch_size}")
-  config = training.Config(batch_size=FLAGS.batch_size, epochs=FLAGS.epoch, lr=FLAGS.lr,
+  config = training.Config(batch_size=FLAGS.batch_size, lr=FLAGS.lr,
                            gan=FLAGS.gan, adv_lambda=FLAGS.adv_lambda,
                            critic_steps=FLAGS.critic_steps, per_sample_eps=FLAGS.per_sample_eps,
                            objective=FLAGS.objective, seed=FLAGS.seed,

@@ -24,6 +24,8 @@ centre) in one of three layouts:
 import numpy as np
 import tensorflow as tf
 
+from deep3dface import constants
+
 CHIP_SIZE = 150  # dlib compute_face_descriptor's chip
 CHIP_PADDING = 0.25  # dlib get_face_chip's default padding
 # dlib get_face_chip_details: template positions of its 5-point predictor's parts.
@@ -49,8 +51,6 @@ DLIB68_FIRST = 17
 # dlib ignores the eyebrows (17-26) and the lower lip (55-59, 65-67).
 DLIB68_USED = tuple(i for i in range(DLIB68_FIRST, 68)
                     if not (17 <= i <= 26 or 55 <= i <= 59 or 65 <= i <= 67))
-# Deep3D's 5 points on the 68-point layout (eye contours, nose tip, mouth corners).
-DEEP3D5_GROUPS = (tuple(range(36, 42)), tuple(range(42, 48)), (30,), (48,), (54,))
 # pyramid_down<2>: separable 5-tap filter and dlib's point mapping p / 2 - offset (x, y).
 PYRAMID_TAPS = (1.0, 4.0, 6.0, 4.0, 1.0)
 PYRAMID_OFFSET = (1.25, 0.75)
@@ -67,7 +67,7 @@ def template(layout):
     return used, mean[used - DLIB68_FIRST]
   if layout == "deep3d5":
     return np.arange(5), np.stack([mean[np.array(g) - DLIB68_FIRST].mean(0)
-                                   for g in DEEP3D5_GROUPS])
+                                   for g in constants.DETECTED_LANDMARK_GROUPS_0BASED])
   raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
 
 
