@@ -69,7 +69,9 @@ def test_short_run_is_deterministic_and_resumes_after_kill(dataset_dir, sampling
   process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True)
   deadline = time.time() + 300
-  while time.time() < deadline and not os.path.exists(os.path.join(killed, "ckpt-4.index")):
+  # A checkpoint counts once the manager has recorded it (the `checkpoint` file is written
+  # after the data and index files).
+  while time.time() < deadline and not str(tf.train.latest_checkpoint(killed)).endswith("ckpt-4"):
     assert process.poll() is None, process.stderr.read()[-3000:]
     time.sleep(0.05)
   process.send_signal(signal.SIGKILL)
