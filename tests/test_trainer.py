@@ -3,6 +3,7 @@ critic step runs; the synthetic data generator and the record format."""
 
 import numpy as np
 import pytest
+import keras
 import tensorflow as tf
 
 from deep3dface import face_model
@@ -30,6 +31,7 @@ def batch(faces):
 
 @pytest.fixture(scope="module")
 def module(synthetic_model, tmp_path_factory):
+  keras.utils.set_random_seed(3)
   sampling = mesh_sampling.load_or_build(synthetic_model.mean_shape, synthetic_model.triangles,
                                          directory=str(tmp_path_factory.mktemp("sampling")))
   return refinement.TextureRefinement(face_model.FaceModel(synthetic_model), sampling,
@@ -98,14 +100,14 @@ def test_shard_writer_resumes(tmp_path, faces):
   assert sum(1 for _ in records.raw_dataset(str(tmp_path), "train")) == 5
 
 
-def test_one_step_lowers_the_loss_on_a_fixed_batch(module, synthetic_model, batch):
+def test_steps_lower_the_loss_on_a_fixed_batch(module, synthetic_model, batch):
   trainer = training.Trainer(module, refinement.skin_indices(synthetic_model), 10,
                              training.Config())
   lambdas = (tf.constant(1.0), tf.constant(1.0))
-  before = float(trainer.generator_step(batch, *lambdas)["total"])
-  after = float(trainer.generator_step(batch, *lambdas)["total"])
-  assert np.isfinite(before) and after < before
-  assert int(trainer.step.numpy()) == 2 and int(trainer.skipped_updates.numpy()) == 0
+  # Adam's first steps are sign steps of size lr, so a single step may overshoot; five may not.
+  losses = [float(trainer.generator_step(batch, *lambdas)["total"]) for _ in range(6)]
+  assert np.all(np.isfinite(losses)) and losses[-1] < 0.97 * losses[0], losses
+  assert int(trainer.step.numpy()) == 6 and int(trainer.skipped_updates.numpy()) == 0
 
 
 def test_empty_masks_give_finite_losses_and_gradients(module, synthetic_model, batch):
