@@ -19,16 +19,20 @@ BN_EPSILON = 1e-3
 
 
 class ImageCritic(keras.Model):
-  """WGAN critic D: `[B, 224, 224, 3]` in [-1, 1] -> `[B]` scores."""
+  """WGAN critic D: `[B, 224, 224, 3]` in [-1, 1] -> `[B]` scores.
 
-  def __init__(self, name="image_disc", **kwargs):
+  synchronized: batch statistics over all replicas of a tf.distribute strategy, so that
+  data-parallel training normalises over the global batch as one device does.
+  """
+
+  def __init__(self, name="image_disc", synchronized=False, **kwargs):
     super().__init__(name=name, **kwargs)
     self.blocks = []
     for i, filters in enumerate(HIDDEN_FILTERS):
       conv = keras.layers.Conv2D(filters, 1 if i == 0 else 3, padding="same",
                                  kernel_initializer=keras.initializers.HeNormal(), name=f"conv{i + 1}")
       norm = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, scale=False,
-                                             name=f"bn{i + 1}")
+                                             synchronized=synchronized, name=f"bn{i + 1}")
       self.blocks.append((conv, norm))
     self.pool = keras.layers.MaxPooling2D(2)
     self.score = keras.layers.Conv2D(1, 7, padding="valid",

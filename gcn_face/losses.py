@@ -96,19 +96,29 @@ def objective(terms, lambda_ren, lambda_ref, regularization, kind="release"):
   return lambda_ref * terms["refine"] + lambda_ren * rendered + regularization
 
 
-def interpolates(real, fake, seed, per_sample=True):
-  """x^ = eps real + (1 - eps) fake with eps ~ U(0, 1) per sample (or one per batch)."""
-  shape = [tf.shape(real)[0], 1, 1, 1] if per_sample else [1, 1, 1, 1]
-  eps = tf.random.stateless_uniform(shape, seed)
+def interpolates(real, fake, seed, per_sample=True, replica=(0, 1)):
+  """x^ = eps real + (1 - eps) fake with eps ~ U(0, 1) per sample (or one per batch).
+
+  replica: (index, count) of a data-parallel replica holding one of `count` equal slices of
+  the global batch: it draws the global batch's eps and uses its slice, so any number of
+  replicas interpolates exactly as one device does.
+  """
+  index, count = replica
+  if per_sample:
+    size = tf.shape(real)[0]
+    eps = tf.random.stateless_uniform([size * count, 1, 1, 1], seed)[index * size:][:size]
+  else:
+    eps = tf.random.stateless_uniform([1, 1, 1, 1], seed)
   return eps * real + (1.0 - eps) * fake
 
 
-def critic_loss(critic, real, fake, seed, per_sample=True, adv_lambda=ADV_LAMBDA):
+def critic_loss(critic, real, fake, seed, per_sample=True, adv_lambda=ADV_LAMBDA,
+                replica=(0, 1)):
   """L_D = lambda_adv (mean D(fake) - mean D(real) + GP), GP = mean 10 (|grad D(x^)| - 1)^2.
 
   Returns (L_D, {"critic_real", "critic_fake", "gradient_penalty"}).
   """
-  mixed = interpolates(real, fake, seed, per_sample)
+  mixed = interpolates(real, fake, seed, per_sample, replica)
   with tf.GradientTape() as tape:
     tape.watch(mixed)
     d_mixed = critic(mixed, training=True)

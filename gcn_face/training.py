@@ -5,6 +5,12 @@ Resumption is exact: the data order of every epoch is a function of the seed
 and the epoch, a resumed run skips the batches already seen, the random numbers
 of a step are stateless functions of (seed, step), and the checkpoint holds the
 generator, the critic, both Adam states and the step.
+
+Data parallelism runs through tf.distribute: every replica takes its slice of the
+same global batch, the gradient of the global mean loss is all-reduced before the
+per-tensor clipping, the critic's batch statistics are synchronised and the WGAN-GP
+interpolation weights are the global batch's, so N replicas train as one device
+does (up to floating-point summation order) for the release objective.
 """
 
 import dataclasses
@@ -30,14 +36,32 @@ class Config:
   shuffle_buffer: int = 10  # the release's buffer
 
 
-def shuffled_batches(raw, epoch, config, skip_batches=0, has_landmarks68=False):
+def shuffled_batches(raw, epoch, config, skip_batches=0, has_landmarks68=False,
+                     input_context=None):
   """One epoch of batches of a split's serialised records, in the order of (seed, epoch),
-  starting after `skip_batches` (decoding only what is used)."""
+  starting after `skip_batches` (decoding only what is used).
+
+  input_context: a tf.distribute.InputContext: this input pipeline's rows of every global
+  batch of `config.batch_size`, batched per replica, for `distribute_datasets_from_function`.
+  """
   order = raw.shuffle(config.shuffle_buffer, seed=config.seed * 100_003 + epoch,
                       reshuffle_each_iteration=False)
   batches = order.batch(config.batch_size, drop_remainder=True).skip(skip_batches)
+  size = config.batch_size
+  if input_context is not None:
+    rows = check_batch_split(size, input_context.num_input_pipelines, "input pipelines")
+    first = input_context.input_pipeline_id * rows
+    batches = batches.map(lambda b: b[first:first + rows])
+    size = input_context.get_per_replica_batch_size(config.batch_size)
   return batches.unbatch().apply(lambda d: records.decode(d, has_landmarks68)).batch(
-      config.batch_size, drop_remainder=True).prefetch(2)
+      size, drop_remainder=True).prefetch(2)
+
+
+def check_batch_split(batch_size, parts, what="replicas"):
+  """batch_size / parts, or ValueError when the global batch does not split evenly."""
+  if batch_size % parts:
+    raise ValueError(f"--batch_size {batch_size} does not split evenly over {parts} {what}")
+  return batch_size // parts
 
 
 def _variables(model):
@@ -54,33 +78,54 @@ class Trainer(tf.Module):
     skin_indices: int32 `[S]` skin vertices of the mesh (L_var).
     steps_per_epoch: generator steps per epoch (the lr decay period).
     config: Config.
+    strategy: a tf.distribute.Strategy under whose scope `refinement` was built (default: the
+      current one). Steps then take the per-replica batches of a distributed dataset
+      (`strategy.distribute_datasets_from_function` with `shuffled_batches`) and return the
+      loss terms averaged over the replicas.
   """
 
-  def __init__(self, refinement, skin_indices, steps_per_epoch, config, name="trainer"):
+  def __init__(self, refinement, skin_indices, steps_per_epoch, config, strategy=None,
+               name="trainer"):
     super().__init__(name=name)
     self.refinement, self.config = refinement, config
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.replicas = self.strategy.num_replicas_in_sync
+    check_batch_split(config.batch_size, self.replicas)
     self.skin_indices = tf.constant(skin_indices, tf.int32)
-    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False)
-    schedule = tf.keras.optimizers.schedules.ExponentialDecay(
-        config.lr, max(steps_per_epoch, 1), config.lr_decay, staircase=True)
     self.generator = refinement.generator
-    self.g_optimizer = tf.keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-    self.g_optimizer.build(self.generator.trainable_variables)
-    objects = {"generator": _variables(self.generator), "g_optimizer": self.g_optimizer,
-               "step": self.step}
-    self.critic = None
-    if config.gan:
-      self.critic = critic_lib.ImageCritic()
-      self.critic(tf.zeros([1, 224, 224, 3]), training=False)
-      self.d_optimizer = tf.keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999,
+    with self.strategy.scope():
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+      self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False)
+      schedule = tf.keras.optimizers.schedules.ExponentialDecay(
+          config.lr, max(steps_per_epoch, 1), config.lr_decay, staircase=True)
+      self.g_optimizer = tf.keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999,
                                                   epsilon=1e-8)
-      self.d_optimizer.build(self.critic.trainable_variables)
-      objects.update(critic=_variables(self.critic), d_optimizer=self.d_optimizer)
+      self.g_optimizer.build(self.generator.trainable_variables)
+      objects = {"generator": _variables(self.generator), "g_optimizer": self.g_optimizer,
+                 "step": self.step}
+      self.critic = None
+      if config.gan:
+        self.critic = critic_lib.ImageCritic(synchronized=self.replicas > 1)
+        self.critic(tf.zeros([1, 224, 224, 3]), training=False)
+        self.d_optimizer = tf.keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999,
+                                                    epsilon=1e-8)
+        self.d_optimizer.build(self.critic.trainable_variables)
+        objects.update(critic=_variables(self.critic), d_optimizer=self.d_optimizer)
     self.checkpoint = tf.train.Checkpoint(**objects)
     self.generator_step = tf.function(self._generator_step)
-    self.critic_step = tf.function(self._critic_step)
+    self.critic_step = tf.function(
+        lambda batch, seed: self._mean(self.strategy.run(self._critic_replica_step,
+                                                         args=(batch, seed))))
     self.evaluate = tf.function(self._evaluate)
+
+  def _global_gradients(self, tape, loss, variables):
+    """The gradient of the mean of the replicas' losses, clipped per tensor after the
+    all-reduce (as one device clips its batch's gradient), divided by the replica count for
+    Keras' optimizer, which sums the replicas' gradients; and whether it is finite."""
+    grads = [g / self.replicas for g in tape.gradient(loss, variables)]
+    grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+    return [tf.clip_by_norm(g, self.config.clip_norm) / self.replicas for g in grads], finite
 
   def terms(self, out):
     """Every loss term of a forward pass (SPEC 6.2), as a dict of scalars."""
@@ -105,7 +150,8 @@ class Trainer(tf.Module):
   def _fake(self, out):
     return refinement_lib.to_unit(out["composite_255"])
 
-  def _generator_step(self, batch, lambda_ren, lambda_ref):
+  def _generator_gradients(self, batch, lambda_ren, lambda_ref):
+    """One replica's loss terms and the global generator gradient (see _global_gradients)."""
     with tf.GradientTape() as tape:
       out = self.refinement(batch, training=True)
       terms = self.terms(out)
@@ -115,27 +161,42 @@ class Trainer(tf.Module):
                                                          self.config.adv_lambda)
         total += terms["adv"]
       terms["total"] = total
+    grads, finite = self._global_gradients(tape, total, self.generator.trainable_variables)
+    return terms, grads, finite
+
+  def _generator_step(self, batch, lambda_ren, lambda_ref):
+    terms, grads, finite = self.strategy.run(self._generator_gradients,
+                                             args=(batch, lambda_ren, lambda_ref))
     variables = self.generator.trainable_variables
-    grads = tape.gradient(total, variables)
-    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-    clipped = [tf.clip_by_norm(g, self.config.clip_norm) for g in grads]
 
     def apply():
-      self.g_optimizer.apply_gradients(zip(clipped, variables))
+      # The update is a replica step of its own: Keras' optimizer synchronises the replicas,
+      # which tf.distribute does not allow under a condition inside a replica function.
+      self.strategy.run(lambda g: self.g_optimizer.apply_gradients(zip(g, variables)),
+                        args=(grads,))
       return tf.constant(0, tf.int64)
 
+    # The gradients are all-reduced, so every replica (and worker) takes the same branch.
+    finite = self.strategy.experimental_local_results(finite)[0]
     self.skipped_updates.assign_add(tf.cond(finite, apply, lambda: tf.constant(1, tf.int64)))
     self.step.assign_add(1)
-    return terms
+    return self._mean(terms)
 
-  def _critic_step(self, batch, seed):
+  def _mean(self, per_replica):
+    """A dict of per-replica scalars averaged over the replicas."""
+    return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+            for k, v in per_replica.items()}
+
+  def _critic_replica_step(self, batch, seed):
     out = self.refinement(batch, training=False)
     fake = tf.stop_gradient(self._fake(out))
+    replica = (tf.distribute.get_replica_context().replica_id_in_sync_group, self.replicas)
     with tf.GradientTape() as tape:
       loss, stats = losses.critic_loss(self.critic, out["image"], fake, seed,
-                                       self.config.per_sample_eps, self.config.adv_lambda)
+                                       self.config.per_sample_eps, self.config.adv_lambda,
+                                       replica)
     variables = self.critic.trainable_variables
-    grads = [tf.clip_by_norm(g, self.config.clip_norm) for g in tape.gradient(loss, variables)]
+    grads, _ = self._global_gradients(tape, loss, variables)
     self.d_optimizer.apply_gradients(zip(grads, variables))
     return {"critic": loss, **stats}
 

@@ -9,11 +9,21 @@ Flags keep the release's names and defaults (--batch_size 4 --epoch 50 --lr 1e-4
 --checkpoint_every steps and at each epoch's end (the last 3 kept); --restore
 continues exactly where the last one stopped. TensorBoard logs go to
 <checkpoint_dir>/logs.
+
+Data parallelism (--batch_size is the global batch, split evenly over replicas):
+  --strategy=mirrored                 all local GPUs (or --cpu_devices logical CPUs)
+  --strategy=multi_worker             MultiWorkerMirroredStrategy over the cluster in
+                                      TF_CONFIG; start one process per worker, every one
+                                      with the same flags and a --checkpoint_dir they share.
+The chief (task "chief", else worker 0) writes the checkpoints and logs; the other
+workers write theirs to a temporary folder that they remove at the end.
 """
 
 import itertools
 import math
 import os
+import shutil
+import tempfile
 import time
 
 from absl import app, flags, logging
@@ -54,6 +64,12 @@ flags.DEFINE_integer("checkpoint_every", 500, "Checkpoint every N steps (and at 
 flags.DEFINE_integer("summary_every", 20, "TensorBoard scalars every N steps.")
 flags.DEFINE_bool("restore", False, "Continue from the latest checkpoint in --checkpoint_dir.")
 flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops (same --seed, same run).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                  "tf.distribute strategy: one device, all local devices, or the workers of "
+                  "TF_CONFIG.")
+flags.DEFINE_integer("cpu_devices", 1,
+                     "Split the CPU into this many logical devices (--strategy=mirrored on a "
+                     "machine without GPUs).")
 
 MODEL_INPUTS = ("image", "mask", "coeff", "landmarks")
 
@@ -84,30 +100,72 @@ def build(manifest):
   return module, refinement.skin_indices(model)
 
 
-def critic_batches(raw, config, steps_per_epoch, consumed):
-  """Endless critic batches (their own epochs and order), after `consumed` of them."""
+def make_strategy():
+  """The tf.distribute strategy of --strategy (and --cpu_devices)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if FLAGS.cpu_devices > 1:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
+  if FLAGS.strategy == "default":
+    return tf.distribute.get_strategy()
+  if FLAGS.strategy == "mirrored":
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+  if not os.environ.get("TF_CONFIG"):
+    fail("--strategy=multi_worker needs TF_CONFIG: the cluster's workers and this process's "
+         'task, e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+         '"task": {"type": "worker", "index": 0}}')
+  try:
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  except (ValueError, KeyError, TypeError, RuntimeError) as e:
+    fail(f"TF_CONFIG: {str(e).splitlines()[0]}")
+
+
+def is_chief(strategy):
+  """Whether this process writes the checkpoints and logs (task "chief", else worker 0)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return True
+  if resolver.task_type == "chief":
+    return True
+  return (resolver.task_type == "worker" and resolver.task_id == 0 and
+          "chief" not in resolver.cluster_spec().as_dict())
+
+
+def epoch_batches(strategy, raw, epoch, config, skip=0):
+  """One epoch of training batches, distributed over the strategy's replicas."""
   from gcn_face import training  # pylint: disable=g-import-not-at-top
+  if FLAGS.strategy == "default":
+    return training.shuffled_batches(raw, epoch, config, skip)
+  return strategy.distribute_datasets_from_function(
+      lambda context: training.shuffled_batches(raw, epoch, config, skip, input_context=context))
+
+
+def critic_batches(strategy, raw, config, steps_per_epoch, consumed):
+  """Endless critic batches (their own epochs and order), after `consumed` of them."""
   first_epoch, within = divmod(consumed, steps_per_epoch)
   for e in itertools.count(first_epoch):
-    yield from training.shuffled_batches(raw, 1_000_000 + e, config,
-                                         within if e == first_epoch else 0)
+    yield from epoch_batches(strategy, raw, 1_000_000 + e, config,
+                             within if e == first_epoch else 0)
 
 
 def train(trainer, manager, raw, val, config, steps_per_epoch, total_steps, writer):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from gcn_face import losses, training  # pylint: disable=g-import-not-at-top
+  from gcn_face import losses  # pylint: disable=g-import-not-at-top
+  strategy = trainer.strategy
   step = int(trainer.step.numpy())
   progress = Progress(total_steps, "steps", done=step, interval=10.0)
   critic_iter = None
   if config.gan:
     critic_done = max(0, step - steps_per_epoch) * config.critic_steps
-    critic_iter = iter(critic_batches(raw, config, steps_per_epoch, critic_done))
+    critic_iter = iter(critic_batches(strategy, raw, config, steps_per_epoch, critic_done))
   while step < total_steps:
     epoch, in_epoch = divmod(step, steps_per_epoch)
     lambda_ren, lambda_ref = losses.schedule(epoch)
     logging.info("epoch %d (lambda_ren %.1f, lambda_ref %.1f) from step %d", epoch, lambda_ren,
                  lambda_ref, step)
-    for batch in training.shuffled_batches(raw, epoch, config, in_epoch):
+    for batch in epoch_batches(strategy, raw, epoch, config, in_epoch):
       if critic_iter is not None and lambda_ren > 1e-5:
         for k in range(config.critic_steps):
           stats = trainer.critic_step(_inputs(next(critic_iter)),
@@ -168,6 +226,10 @@ def main(argv):
   from gcn_face import records, training  # pylint: disable=g-import-not-at-top
   if FLAGS.batch_size < 1 or FLAGS.epoch < 1 or FLAGS.critic_steps < 1:
     fail("--batch_size, --epoch and --critic_steps must be >= 1")
+  if FLAGS.cpu_devices < 1:
+    fail("--cpu_devices must be >= 1")
+  strategy = make_strategy()
+  chief = is_chief(strategy)
   tf.keras.utils.set_random_seed(FLAGS.seed)
   if FLAGS.deterministic:
     tf.config.experimental.enable_op_determinism()
@@ -191,26 +253,38 @@ def main(argv):
   checkpoint_dir = user_path(FLAGS.checkpoint_dir or os.path.join(
       "checkpoints", f"bfm09_face_{FLAGS.model}{'_gan' if FLAGS.gan else ''}"))
   try:
-    module, skin = build(manifest)
-    trainer = training.Trainer(module, skin, steps_per_epoch, config)
+    training.check_batch_split(FLAGS.batch_size, strategy.num_replicas_in_sync)
+    with strategy.scope():
+      module, skin = build(manifest)
+    trainer = training.Trainer(module, skin, steps_per_epoch, config, strategy)
   except (ValueError, OSError) as e:
     fail(str(e).splitlines()[0])
-  manager = tf.train.CheckpointManager(trainer.checkpoint, checkpoint_dir, max_to_keep=3)
-  if manager.latest_checkpoint:
+  latest = tf.train.latest_checkpoint(checkpoint_dir)
+  if latest:
     if not FLAGS.restore:
       fail(f"{checkpoint_dir} already has checkpoints; pass --restore to continue, or choose "
            "another --checkpoint_dir")
-    trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    logging.info("restored %s (step %d)", manager.latest_checkpoint, int(trainer.step.numpy()))
+    trainer.checkpoint.restore(latest).assert_existing_objects_matched()
+    logging.info("restored %s (step %d)", latest, int(trainer.step.numpy()))
+  # Every worker saves (saving may synchronise them); only the chief's copy is kept.
+  own_dir = checkpoint_dir if chief else tempfile.mkdtemp(prefix="train-worker-")
+  manager = tf.train.CheckpointManager(trainer.checkpoint, own_dir, max_to_keep=3)
   total_steps = FLAGS.epoch * steps_per_epoch
   if FLAGS.max_steps:
     total_steps = min(total_steps, FLAGS.max_steps)
-  writer = tf.summary.create_file_writer(os.path.join(checkpoint_dir, "logs"))
-  logging.info("training on %d faces (%d steps/epoch) to step %d; identity encoder %s (%d-d); "
-               "checkpoints in %s", count, steps_per_epoch, total_steps,
+  writer = (tf.summary.create_file_writer(os.path.join(checkpoint_dir, "logs")) if chief
+            else tf.summary.create_noop_writer())
+  logging.info("training on %d faces (%d steps/epoch) to step %d over %d replica(s) (%s); "
+               "identity encoder %s (%d-d); checkpoints in %s", count, steps_per_epoch,
+               total_steps, strategy.num_replicas_in_sync, FLAGS.strategy,
                module.encoder.kind, module.encoder.feature_dim, checkpoint_dir)
   start = time.monotonic()
-  train(trainer, manager, raw, val, config, steps_per_epoch, total_steps, writer)
+  try:
+    train(trainer, manager, raw, val if chief else None, config, steps_per_epoch, total_steps,
+          writer)
+  finally:
+    if not chief:
+      shutil.rmtree(own_dir, ignore_errors=True)
   logging.info("done in %s; checkpoints in %s", format_seconds(time.monotonic() - start),
                checkpoint_dir)
 

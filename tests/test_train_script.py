@@ -1,8 +1,11 @@
 """make_synthetic + train end to end: a short run, determinism, resume after kill -9 equal to an
-uninterrupted run, restore refusal, bad data folders."""
+uninterrupted run, restore refusal, bad data folders, and data-parallel runs (two logical CPU
+devices; two worker processes over loopback) that match the one-device run."""
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -51,13 +54,20 @@ def test_dataset_manifest(dataset_dir):
   assert 0.05 < float(tf.reduce_mean(first["mask"])) < 0.9
 
 
-def test_short_run_is_deterministic_and_resumes_after_kill(dataset_dir, sampling_dir, tmp_path):
-  # 6 steps per epoch, 2 epochs: the schedule changes and the lr decays once.
-  straight = str(tmp_path / "straight")
-  result = _train(dataset_dir, sampling_dir, straight, "--epoch=2", "--checkpoint_every=100")
+@pytest.fixture(scope="module")
+def straight(dataset_dir, sampling_dir, tmp_path_factory):
+  """An uninterrupted one-device run: 6 steps per epoch, 2 epochs, so the schedule changes and
+  the lr decays once."""
+  directory = str(tmp_path_factory.mktemp("straight"))
+  result = _train(dataset_dir, sampling_dir, directory, "--epoch=2", "--checkpoint_every=100")
   assert result.returncode == 0, result.stderr[-3000:]
   assert "validation at step 12" in result.stderr
-  assert os.listdir(os.path.join(straight, "logs"))
+  assert os.listdir(os.path.join(directory, "logs"))
+  return directory
+
+
+def test_short_run_is_deterministic_and_resumes_after_kill(dataset_dir, sampling_dir, straight,
+                                                           tmp_path):
   again = str(tmp_path / "again")
   assert _train(dataset_dir, sampling_dir, again, "--epoch=2").returncode == 0
 
@@ -107,4 +117,72 @@ def test_bad_data_folders(tmp_path, setup, message):
                                           np.zeros((5, 2))))
     writer.close()
   result = run_script("train", f"--data_dir={directory}", "--batch_size=4")
+  assert_one_line_error(result, message)
+
+
+def _assert_close_to(expected_dir, actual_dir):
+  # Gradients summed over replicas differ from one batch's by rounding only; a replica on the
+  # wrong rows, or a gradient not all-reduced, moves weights by the lr (1e-4) per step.
+  expected, actual = _weights(expected_dir), _weights(actual_dir)
+  assert expected.keys() == actual.keys()
+  for name, value in expected.items():
+    np.testing.assert_allclose(actual[name], value, rtol=0, atol=1e-5, err_msg=name)
+
+
+def test_mirrored_over_two_cpu_devices_matches_one_device(dataset_dir, sampling_dir, straight,
+                                                          tmp_path):
+  mirrored = str(tmp_path / "mirrored")
+  result = _train(dataset_dir, sampling_dir, mirrored, "--epoch=2", "--strategy=mirrored",
+                  "--cpu_devices=2")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "over 2 replica(s) (mirrored)" in result.stderr
+  _assert_close_to(straight, mirrored)
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_two_local_workers_match_one_device(dataset_dir, sampling_dir, straight, tmp_path):
+  shared = str(tmp_path / "multi_worker")
+  cluster = {"worker": [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]}
+  workers = []
+  for index in range(2):
+    env = dict(os.environ, TF_CONFIG=json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    workers.append(subprocess.Popen(
+        [sys.executable, "-m", "scripts.train", f"--data_dir={dataset_dir}",
+         f"--sampling_dir={sampling_dir}", f"--checkpoint_dir={shared}", *COMMON, "--epoch=2",
+         "--strategy=multi_worker"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True))
+  try:
+    logs = [w.communicate(timeout=540)[1] for w in workers]
+  finally:
+    for w in workers:
+      w.kill()
+  for w, log in zip(workers, logs):
+    assert w.returncode == 0, log[-3000:]
+  assert "over 2 replica(s) (multi_worker)" in logs[0]
+  # Worker 0 is the chief: the shared folder holds its checkpoints and logs, worker 1's
+  # temporary checkpoints are gone.
+  assert "validation at step 12" in logs[0] and "validation" not in logs[1]
+  temporary = logs[1].split("checkpoint ")[-1].split("/ckpt-")[0]
+  assert temporary != shared and not os.path.exists(temporary)
+  _assert_close_to(straight, shared)
+
+
+@pytest.mark.parametrize("args,env,message", [
+    (["--strategy=multi_worker"], {}, "needs TF_CONFIG"),
+    (["--strategy=multi_worker"], {"TF_CONFIG": "{not json"}, "TF_CONFIG"),
+    (["--strategy=mirrored", "--cpu_devices=2", "--batch_size=3"], {},
+     "--batch_size 3 does not split evenly over 2 replicas"),
+])
+def test_strategy_errors(dataset_dir, tmp_path, args, env, message):
+  result = subprocess.run(
+      [sys.executable, "-m", "scripts.train", f"--data_dir={dataset_dir}",
+       f"--checkpoint_dir={tmp_path}", *args], cwd=ROOT, capture_output=True, text=True,
+      timeout=300, env={**{k: v for k, v in os.environ.items() if k != "TF_CONFIG"}, **env},
+      check=False)
   assert_one_line_error(result, message)

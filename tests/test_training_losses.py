@@ -95,6 +95,16 @@ def test_interpolation_weights_per_sample_or_batch():
   assert len(set(per_batch.ravel().round(6))) == 1
 
 
+@pytest.mark.parametrize("per_sample", [True, False])
+def test_replicas_interpolate_with_their_slice_of_the_global_batch(per_sample):
+  real, fake = tf.ones([6, 2, 2, 1]), tf.zeros([6, 2, 2, 1])
+  seed = tf.constant([4, 7])
+  whole = losses.interpolates(real, fake, seed, per_sample).numpy()
+  slices = [losses.interpolates(real[2 * i:2 * i + 2], fake[2 * i:2 * i + 2], seed, per_sample,
+                                (i, 3)).numpy() for i in range(3)]
+  np.testing.assert_array_equal(np.concatenate(slices), whole)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_mask_morphology_matches_scipy(seed):
   rng = np.random.default_rng(seed)
