@@ -92,7 +92,8 @@ setup(
         "tensorboard>=2.21",
         "dlib-bin>=19.24",
         "face_recognition_models>=0.3.0",
+        "scikit-image>=0.22",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "trimesh>=4.0"]},
     zip_safe=False,
 )

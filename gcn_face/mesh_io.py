@@ -1,8 +1,10 @@
-"""Triangle-mesh files: OBJ reading and atomic OBJ writing (v [r g b], vn, f; 1-based)."""
+"""Triangle-mesh files: OBJ reading, atomic OBJ writing (v [r g b], vn, f; 1-based) and
+atomic binary PLY writing (per-vertex colours and normals)."""
 
-import os
 
 import numpy as np
+
+from gcn_face import atomic_file
 
 
 def read_obj(path):
@@ -73,8 +75,43 @@ def write_obj(path, vertices, faces, colors=None, normals=None):
   if normals is not None:
     lines.extend(f"vn {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(normals, np.float64))
   lines.extend(f"f {a} {b} {c}" for a, b, c in (np.asarray(faces, np.int64) + 1))
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
+  with atomic_file.atomic_path(path) as tmp, open(tmp, "w") as f:
     f.write("\n".join(lines) + "\n")
-  os.replace(tmp, path)
+
+
+def write_ply(path, vertices, faces, colors, normals=None):
+  """Writes a binary little-endian PLY atomically: float32 x y z (nx ny nz), uchar red green
+  blue per vertex, int32 triangles.
+
+  Args:
+    path: output file.
+    vertices: `[V, 3]` positions.
+    faces: `[T, 3]` 0-based triangles.
+    colors: `[V, 3]` RGB in [0, 255] (rounded and clipped).
+    normals: optional `[V, 3]`.
+  """
+  vertices = np.asarray(vertices, np.float32)
+  fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+  if normals is not None:
+    fields += [("nx", "<f4"), ("ny", "<f4"), ("nz", "<f4")]
+  fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+  data = np.empty(len(vertices), fields)
+  for i, name in enumerate("xyz"):
+    data[name] = vertices[:, i]
+    if normals is not None:
+      data["n" + name] = np.asarray(normals, np.float32)[:, i]
+  rgb = np.clip(np.round(np.asarray(colors, np.float64)), 0, 255).astype(np.uint8)
+  for i, name in enumerate(("red", "green", "blue")):
+    data[name] = rgb[:, i]
+  faces = np.asarray(faces, np.int64)
+  face_data = np.empty(len(faces), [("n", "u1"), ("v", "<i4", (3,))])
+  face_data["n"], face_data["v"] = 3, faces
+  names = {"<f4": "float", "u1": "uchar"}
+  header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(vertices)}"]
+  header += [f"property {names[t]} {n}" for n, t in fields]
+  header += [f"element face {len(faces)}", "property list uchar int vertex_indices",
+             "end_header"]
+  with atomic_file.atomic_path(path) as tmp, open(tmp, "wb") as f:
+    f.write(("\n".join(header) + "\n").encode("ascii"))
+    f.write(data.tobytes())
+    f.write(face_data.tobytes())

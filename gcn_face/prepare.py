@@ -83,8 +83,9 @@ class FacePreparer:
     self.detector = landmarks.LandmarkDetector()
     self.segment = skin_mask.load_segmenter(segmenter)
 
-  def from_photo(self, path, mask_path=None):
-    """Returns dict(image uint8 [224,224,3], mask bool, landmarks [5,2], landmarks68 [68,2])."""
+  def from_photo(self, path, mask_path=None, keep_photo=False):
+    """Returns dict(image uint8 [224,224,3], mask bool, landmarks [5,2], landmarks68 [68,2]);
+    with keep_photo also the photo and the alignment's transform (deep3dface.align)."""
     try:
       image = align.load_image(path)
     except align.InputError as e:
@@ -109,8 +110,11 @@ class FacePreparer:
       mask = np.asarray(self.segment(aligned.image, lm68), bool)
     # The crop's exact geometry (Deep3D's own landmark formula ignores the rounding of the
     # crop offset by up to a pixel).
-    return {"image": aligned.image, "mask": mask, "landmarks": align.five_from_68(lm68),
-            "landmarks68": lm68}
+    result = {"image": aligned.image, "mask": mask, "landmarks": align.five_from_68(lm68),
+              "landmarks68": lm68}
+    if keep_photo:
+      result.update(photo=image, transform=aligned.transform)
+    return result
 
   def from_crop(self, image, mask, name):
     """An aligned crop (CelebA_RGBA.bin) -> the same dict; landmarks detected on the crop

@@ -19,7 +19,6 @@ inputs. A shard is written to a temporary name and renamed when complete, so a
 killed run leaves only whole shards, and `ShardWriter` continues after them.
 """
 
-import json
 import os
 import time
 
@@ -27,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from deep3dface import constants
+from gcn_face import atomic_file
 
 MANIFEST = "manifest.json"
 COMPRESSION = "GZIP"
@@ -137,25 +137,12 @@ def shard_path(directory, prefix, index):
   return os.path.join(directory, f"{prefix}-{index:05d}.tfrecord")
 
 
-def _write_json_atomic(path, data):
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(data, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
 def read_manifest(directory):
   """The manifest of a dataset folder; DatasetError when missing or corrupt."""
   path = os.path.join(directory, MANIFEST)
-  try:
-    with open(path) as f:
-      manifest = json.load(f)
-  except FileNotFoundError:
-    raise DatasetError(f"{path}: no manifest; not a dataset folder (make one with "
-                       "scripts/make_synthetic.py or scripts/prepare_data.py)") from None
-  except (OSError, ValueError) as e:
-    raise DatasetError(f"{path}: unreadable manifest ({e})") from None
+  manifest = atomic_file.read_json(
+      path, DatasetError, "no manifest; not a dataset folder (make one with "
+      "scripts/make_synthetic.py or scripts/prepare_data.py)")
   if manifest.get("format_version") != FORMAT_VERSION or "splits" not in manifest:
     raise DatasetError(f"{path}: not a format-{FORMAT_VERSION} manifest")
   return manifest
@@ -237,7 +224,7 @@ class ShardWriter:
   def save_manifest(self):
     self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     self.entry["count"] = sum(s["count"] for s in self.entry["shards"])
-    _write_json_atomic(os.path.join(self.directory, MANIFEST), self.manifest)
+    atomic_file.write_json(os.path.join(self.directory, MANIFEST), self.manifest)
 
   def close(self):
     if self._writer is not None:

@@ -14,11 +14,15 @@ does (up to floating-point summation order) for the release objective.
 """
 
 import dataclasses
+import os
 
 import numpy as np
 import tensorflow as tf
 
-from gcn_face import critic as critic_lib, losses, records, refinement as refinement_lib
+from gcn_face import atomic_file, critic as critic_lib, losses, records, \
+    refinement as refinement_lib
+
+RUN_CONFIG = "train_config.json"  # next to the checkpoints: how to rebuild the generator
 
 @dataclasses.dataclass
 class Config:
@@ -64,7 +68,33 @@ def check_batch_split(batch_size, parts, what="replicas"):
   return batch_size // parts
 
 
-def _variables(model):
+def write_run_config(checkpoint_dir, config):
+  """Writes the options that rebuild the generator (face model, MeshGenerator flags, identity
+  encoder) next to the checkpoints."""
+  atomic_file.write_json(os.path.join(checkpoint_dir, RUN_CONFIG), config)
+
+
+def read_run_config(checkpoint_dir):
+  """The dict of write_run_config; ValueError naming the file when it is missing or bad."""
+  return atomic_file.read_json(os.path.join(checkpoint_dir, RUN_CONFIG), ValueError,
+                               "missing (not a scripts/train.py checkpoint folder)")
+
+
+def restore_generator(generator, checkpoint_dir):
+  """Loads the generator's weights from the latest checkpoint of a training run; returns its
+  path. ValueError when there is none or it does not fit the generator."""
+  latest = tf.train.latest_checkpoint(checkpoint_dir)
+  if latest is None:
+    raise ValueError(f"{checkpoint_dir}: no checkpoint")
+  try:
+    status = tf.train.Checkpoint(generator=model_variables(generator)).restore(latest)
+    status.expect_partial().assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    raise ValueError(f"{latest}: does not match the generator ({str(e).splitlines()[0]})") from None
+  return latest
+
+
+def model_variables(model):
   """A model's variables as the TF variables a tf.train.Checkpoint tracks, in creation order
   (Keras 3 models are not tracked by name, and their names get uniquified per process)."""
   return [v.value for v in model.variables]
@@ -101,7 +131,7 @@ class Trainer(tf.Module):
       self.g_optimizer = tf.keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999,
                                                   epsilon=1e-8)
       self.g_optimizer.build(self.generator.trainable_variables)
-      objects = {"generator": _variables(self.generator), "g_optimizer": self.g_optimizer,
+      objects = {"generator": model_variables(self.generator), "g_optimizer": self.g_optimizer,
                  "step": self.step}
       self.critic = None
       if config.gan:
@@ -110,7 +140,7 @@ class Trainer(tf.Module):
         self.d_optimizer = tf.keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999,
                                                     epsilon=1e-8)
         self.d_optimizer.build(self.critic.trainable_variables)
-        objects.update(critic=_variables(self.critic), d_optimizer=self.d_optimizer)
+        objects.update(critic=model_variables(self.critic), d_optimizer=self.d_optimizer)
     self.checkpoint = tf.train.Checkpoint(**objects)
     self.generator_step = tf.function(self._generator_step)
     self.critic_step = tf.function(

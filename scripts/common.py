@@ -56,3 +56,30 @@ def load_face_model(spec):
       raise ValueError(f"{info}: needed for --model=synthetic_bfm (Deep3D's BFM/ folder)")
     return synthetic.synthetic_model("bfm", info)
   return bfm.load_model(user_path(spec))
+
+
+def load_refinement(checkpoint_dir, rnet_model=None):
+  """(TextureRefinement with trained weights, MorphableModel, face-model spec) of a
+  scripts/train.py checkpoint folder."""
+  from deep3dface import face_model  # pylint: disable=g-import-not-at-top
+  from gcn_face import mesh_sampling, refinement, training  # pylint: disable=g-import-not-at-top
+  from gcn_face.identity import encoder  # pylint: disable=g-import-not-at-top
+  config = training.read_run_config(checkpoint_dir)
+  keys = ("face_model", "sampling_dir", "model", "wide", "nz", "refiner_input", "identity")
+  absent = [k for k in keys if k not in config]
+  if absent:
+    raise ValueError(f"{checkpoint_dir}/{training.RUN_CONFIG}: missing {', '.join(absent)}")
+  model = load_face_model(config["face_model"])
+  if config.get("rnet") and rnet_model is None:
+    raise ValueError(f"{checkpoint_dir} was trained with the R-Net's pool5 in the embedding; "
+                     "it needs --rnet_path (checkpoints/FaceReconModel.pb)")
+  sampling = mesh_sampling.load_or_build(model.mean_shape, model.triangles,
+                                         directory=config["sampling_dir"])
+  identity = encoder.load_encoder(config["identity"], checkpoint_dir=user_path("checkpoints"))
+  module = refinement.TextureRefinement(
+      face_model.FaceModel(model), sampling, identity, config["model"], config["wide"],
+      config["nz"], config["refiner_input"], rnet_model if config.get("rnet") else None)
+  latest = training.restore_generator(module.generator, checkpoint_dir)
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.info("GCN texture refinement from %s", latest)
+  return module, model, config["face_model"]

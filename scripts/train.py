@@ -89,15 +89,22 @@ def build(manifest):
     raise ValueError(f"the dataset was made for a {manifest['info']['num_vertices']}-vertex model, "
                      f"--face_model={spec} has {model.num_vertices}")
   name = os.path.splitext(os.path.basename(spec))[0]
-  sampling = mesh_sampling.load_or_build(
-      model.mean_shape, model.triangles,
-      directory=user_path(FLAGS.sampling_dir or os.path.join("data", "params", name)), name=name)
+  sampling_dir = os.path.abspath(
+      user_path(FLAGS.sampling_dir or os.path.join("data", "params", name)))
+  sampling = mesh_sampling.load_or_build(model.mean_shape, model.triangles,
+                                         directory=sampling_dir, name=name)
   identity = encoder.load_encoder(FLAGS.identity, checkpoint_dir=user_path("checkpoints"))
   rnet_model = rnet.from_frozen_graph(user_path(FLAGS.rnet_path)) if FLAGS.rnet_path else None
   module = refinement.TextureRefinement(
       face_model.FaceModel(model), sampling, identity, FLAGS.model, FLAGS.wide, FLAGS.nz,
       FLAGS.refiner_input, rnet_model)
-  return module, refinement.skin_indices(model)
+  if spec not in ("synthetic", "synthetic_bfm"):
+    spec = os.path.abspath(user_path(spec))
+  run_config = {"face_model": spec, "sampling_dir": sampling_dir,
+                "num_vertices": model.num_vertices, "model": FLAGS.model, "wide": FLAGS.wide,
+                "nz": FLAGS.nz, "refiner_input": FLAGS.refiner_input,
+                "identity": identity.kind, "rnet": bool(FLAGS.rnet_path)}
+  return module, refinement.skin_indices(model), run_config
 
 
 def make_strategy():
@@ -255,7 +262,7 @@ def main(argv):
   try:
     training.check_batch_split(FLAGS.batch_size, strategy.num_replicas_in_sync)
     with strategy.scope():
-      module, skin = build(manifest)
+      module, skin, run_config = build(manifest)
     trainer = training.Trainer(module, skin, steps_per_epoch, config, strategy)
   except (ValueError, OSError) as e:
     fail(str(e).splitlines()[0])
@@ -266,6 +273,8 @@ def main(argv):
            "another --checkpoint_dir")
     trainer.checkpoint.restore(latest).assert_existing_objects_matched()
     logging.info("restored %s (step %d)", latest, int(trainer.step.numpy()))
+  if chief:
+    training.write_run_config(checkpoint_dir, run_config)
   # Every worker saves (saving may synchronise them); only the chief's copy is kept.
   own_dir = checkpoint_dir if chief else tempfile.mkdtemp(prefix="train-worker-")
   manager = tf.train.CheckpointManager(trainer.checkpoint, own_dir, max_to_keep=3)

@@ -1,0 +1,156 @@
+"""Reconstructs textured 3D faces from photos: coarse 3DMM texture and the GCN-refined one.
+
+  python -m scripts.reconstruct --input=photo.jpg --output_dir=out/reconstruct
+  python -m scripts.reconstruct --input=photos/ --fit            # folders, or a .txt list
+  bazel run //scripts:reconstruct -- --input=photo.jpg
+
+Per photo (largest face): dlib landmarks, Deep3D alignment, the 257 coefficients
+from the R-Net (checkpoints/FaceReconModel.pb) or, without it or with --fit, by
+analysis-by-synthesis through the renderer (deep3dface/fitting.py), the coarse
+texture, and the GCN texture when a trained checkpoint folder exists (--gcn_checkpoint,
+default checkpoints/bfm09_face_normal). Files per photo in <output_dir>/<name>/:
+crop.png, coeff.npy, coarse.obj, fine.obj, mesh.ply, strip.png (input | coarse |
+fine | overlay), overlay.png (pasted back at full resolution), result.json.
+A photo whose result.json exists is skipped (a killed run resumes; --overwrite
+redoes it); a bad photo is reported and the run goes on; the exit status is 1 only
+when no photo succeeded.
+"""
+
+import os
+import time
+
+from absl import app, flags, logging
+
+from scripts import assets
+from scripts.common import (Progress, fail, format_seconds, load_face_model, load_refinement,
+                            user_path)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("input", None, "A photo, a folder of photos (recursive) or a .txt list.")
+flags.DEFINE_string("output_dir", "out/reconstruct", "Output folder (one subfolder per photo).")
+flags.DEFINE_string("face_model", None,
+                    "'synthetic', 'synthetic_bfm' or a BFM_model_front.mat (default: the GCN "
+                    "checkpoint's, else checkpoints/BFM/BFM_model_front.mat, else synthetic).")
+flags.DEFINE_string("rnet_path", None,
+                    "Deep3D's FaceReconModel.pb (default: checkpoints/FaceReconModel.pb if "
+                    "present; without it the coefficients are fitted).")
+flags.DEFINE_string("gcn_checkpoint", None,
+                    "scripts/train.py checkpoint folder (default: checkpoints/bfm09_face_normal "
+                    "if present; without one only the coarse texture is made).")
+flags.DEFINE_bool("fit", False, "Fit the coefficients (from the R-Net's, when it is loaded).")
+flags.DEFINE_integer("landmark_steps", 150, "Fitting: landmark-only Adam steps.")
+flags.DEFINE_integer("photo_steps", 100, "Fitting: photometric Adam steps.")
+flags.DEFINE_string("segmenter", "landmarks_colour",
+                    "Skin mask: landmarks_colour, landmarks, or module:function.")
+flags.DEFINE_bool("overwrite", False, "Redo photos that already have a result.json.")
+
+
+def list_inputs(spec):
+  """[(name, path)] of a photo, a folder or a .txt list (one path per line)."""
+  from gcn_face import prepare  # pylint: disable=g-import-not-at-top
+  path = user_path(spec)
+  if os.path.isdir(path):
+    relative = prepare.list_images(path)
+    return [(os.path.splitext(r)[0].replace(os.sep, "_"), os.path.join(path, r))
+            for r in relative]
+  if path.endswith(".txt"):
+    base = os.path.dirname(path)
+    with open(path) as f:
+      lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    paths = [p if os.path.isabs(p) else os.path.join(base, p) for p in lines]
+    names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    return [(n if names.count(n) == 1 else f"{n}_{i}", p)
+            for i, (n, p) in enumerate(zip(names, paths))]
+  if not os.path.isfile(path):
+    raise ValueError(f"{path}: no such file or folder")
+  return [(os.path.splitext(os.path.basename(path))[0], path)]
+
+
+def build():
+  """The Reconstructor of the flags; logs what runs without which asset."""
+  from deep3dface import fitting, rnet  # pylint: disable=g-import-not-at-top
+  from gcn_face import reconstruction  # pylint: disable=g-import-not-at-top
+  missing = []
+  for flag, key in (("rnet_path", "rnet"), ("gcn_checkpoint", "gcn")):
+    value = getattr(FLAGS, flag)
+    if value is not None and not os.path.exists(user_path(value)):
+      fail(f"--{flag}={value}: not found. {assets.describe([key])}")
+  rnet_path = FLAGS.rnet_path or (assets.ASSETS["rnet"].path if assets.present("rnet") else None)
+  rnet_model = None
+  if rnet_path:
+    rnet_model = rnet.from_frozen_graph(user_path(rnet_path))
+  else:
+    missing.append("rnet")
+  gcn = FLAGS.gcn_checkpoint or (assets.ASSETS["gcn"].path if assets.present("gcn") else None)
+  module = model = None
+  if gcn:
+    module, model, spec = load_refinement(user_path(gcn), rnet_model)
+    if FLAGS.face_model and FLAGS.face_model != spec:
+      other = load_face_model(FLAGS.face_model)
+      if other.num_vertices != model.num_vertices:
+        fail(f"--face_model={FLAGS.face_model} has {other.num_vertices} vertices; the GCN in "
+             f"{gcn} was trained on {spec} ({model.num_vertices})")
+      model = other
+  else:
+    missing.append("gcn")
+    spec = FLAGS.face_model or (assets.ASSETS["bfm"].path if assets.present("bfm")
+                                else "synthetic")
+    if spec == "synthetic":
+      missing.insert(0, "bfm")
+    model = load_face_model(spec)
+  if missing:
+    logging.info("running without: %s", assets.describe(missing))
+  logging.info("face model %s (%d vertices); coefficients by %s; texture %s",
+               spec, model.num_vertices,
+               "the R-Net" + (" + fitting" if FLAGS.fit else "") if rnet_model else "fitting",
+               "coarse + GCN" if module else "coarse only")
+  config = fitting.FitConfig(landmark_steps=FLAGS.landmark_steps, photo_steps=FLAGS.photo_steps)
+  return reconstruction.Reconstructor(model, rnet_model, module, FLAGS.fit, config,
+                                      FLAGS.segmenter)
+
+
+def main(argv):
+  del argv
+  from gcn_face import prepare, reconstruction  # pylint: disable=g-import-not-at-top
+  if not FLAGS.input:
+    fail("--input is required (a photo, a folder or a .txt list)")
+  if FLAGS.landmark_steps < 0 or FLAGS.photo_steps < 0:
+    fail("--landmark_steps and --photo_steps must be >= 0")
+  try:
+    items = list_inputs(FLAGS.input)
+  except (ValueError, OSError, prepare.PrepareError) as e:
+    fail(str(e).splitlines()[0])
+  if not items:
+    fail(f"{FLAGS.input}: no photos")
+  output_dir = user_path(FLAGS.output_dir)
+  try:
+    rec = build()
+  except (ValueError, OSError) as e:
+    fail(str(e).splitlines()[0])
+  progress = Progress(len(items), "photos", interval=10.0)
+  done, failed, skipped = [], [], 0
+  start = time.monotonic()
+  for name, path in items:
+    directory = os.path.join(output_dir, name)
+    if not FLAGS.overwrite and os.path.exists(os.path.join(directory, reconstruction.RESULT_FILE)):
+      skipped += 1
+      progress.update()
+      continue
+    try:
+      face = rec.reconstruct(path, name)
+      reconstruction.write_outputs(face, directory, rec.triangles)
+      done.append(name)
+      logging.info("%s: %s (%s coefficients)", name, directory, face.source)
+    except (prepare.PrepareError, ValueError, OSError) as e:
+      failed.append(name)
+      logging.error("%s", str(e).splitlines()[0])
+    progress.update()
+  logging.info("%d reconstructed, %d already done, %d failed%s in %s; results in %s", len(done),
+               skipped, len(failed), f" ({', '.join(failed)})" if failed else "",
+               format_seconds(time.monotonic() - start), output_dir)
+  if not done and not skipped:
+    fail(f"no photo could be reconstructed ({len(failed)} failed)")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,181 @@
+"""Fitting, reconstruction and evaluation: analysis-by-synthesis on a synthetic face, three real
+photos reconstructed with the synthetic model (files re-read with trimesh), bad inputs, resume,
+the evaluation table; metrics against scikit-image; the PLY writer."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+import skimage.metrics
+import tensorflow as tf
+import trimesh
+
+from deep3dface import constants, face_model, fitting
+from gcn_face import mesh_io, metrics, refinement, synthetic_data
+from tests.scripts_run import assert_one_line_error, run_script
+
+FAST_FIT = ["--landmark_steps=60", "--photo_steps=20"]
+
+
+def test_fitting_finds_a_synthetic_face(synthetic_model):
+  face = synthetic_data.SyntheticRenderer(synthetic_model).render([31])[0]
+  model = face_model.FaceModel(synthetic_model)
+  fitter = fitting.Fitter(model, refinement.skin_indices(synthetic_model),
+                          fitting.FitConfig(landmark_steps=100, photo_steps=40))
+  image = face["image"][None].astype(np.float32)
+  lm = face["landmarks68"][None]
+  mask = face["mask"][None].astype(np.float32)
+  coeff, terms = fitter.fit(image, lm, mask)
+  start = fitter.terms(tf.zeros([1, 257]), tf.constant(image), tf.constant(mask),
+                       tf.constant(fitting.to_model_landmarks(lm)))
+  fitted = model(tf.constant(coeff)).landmarks.numpy()[0]
+  error = np.linalg.norm(fitted - fitting.to_model_landmarks(lm)[0], axis=-1).mean()
+  assert error < 4.0, error  # pixels, on a face ~120 pixels wide
+  assert terms["landmark"][0] < 0.4 * float(start["landmark"][0])
+  assert terms["photo"][0] < 0.6 * float(start["photo"][0])
+  truth = face["coeff"][constants.COEFF_SLICES["angles"]]
+  np.testing.assert_allclose(coeff[0, constants.COEFF_SLICES["angles"]], truth, atol=0.08)
+
+
+def test_fit_rejects_bad_inputs(synthetic_model):
+  fitter = fitting.Fitter(face_model.FaceModel(synthetic_model))
+  image = np.zeros([1, 224, 224, 3], np.float32)
+  with pytest.raises(ValueError, match="landmarks68 must be"):
+    fitter.fit(image, np.zeros([1, 5, 2]))
+  with pytest.raises(ValueError, match="landmarks68 contain NaN"):
+    fitter.fit(image, np.full([1, 68, 2], np.nan))
+  with pytest.raises(ValueError, match="images must be on the"):
+    fitter.fit(image + 300, np.zeros([1, 68, 2]))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_metrics_match_scikit_image(seed):
+  rng = np.random.default_rng(seed)
+  a = rng.uniform(0, 255, (48, 40, 3))
+  b = np.clip(a + rng.normal(0, 15, a.shape), 0, 255)
+  ssim = skimage.metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
+                                               use_sample_covariance=False, data_range=255,
+                                               channel_axis=-1)
+  # scikit-image averages the map without its 5-pixel border.
+  assert metrics.ssim_map(a, b)[5:-5, 5:-5].mean() == pytest.approx(ssim, abs=1e-12)
+  full = np.ones(a.shape[:2])
+  assert metrics.masked_psnr(a, b, full) == pytest.approx(
+      skimage.metrics.peak_signal_noise_ratio(a, b, data_range=255), abs=1e-10)
+  region = np.zeros(a.shape[:2])
+  region[10:30, 5:20] = 1
+  inside = (slice(10, 30), slice(5, 20))
+  assert metrics.masked_l1(a, b, region) == pytest.approx(np.abs(a - b)[inside].mean())
+  assert metrics.masked_psnr(a, b, region) == pytest.approx(
+      skimage.metrics.peak_signal_noise_ratio(a[inside], b[inside], data_range=255))
+  assert np.isnan(metrics.masked_ssim(a, b, np.zeros(a.shape[:2])))
+
+
+def test_ply_writer_read_by_trimesh(tmp_path):
+  rng = np.random.default_rng(0)
+  vertices, faces = rng.normal(size=(6, 3)), np.array([[0, 1, 2], [2, 3, 4], [4, 5, 0]])
+  colors, normals = rng.uniform(0, 255, (6, 3)), rng.normal(size=(6, 3))
+  path = str(tmp_path / "m.ply")
+  mesh_io.write_ply(path, vertices, faces, colors, normals)
+  mesh = trimesh.load(path, process=False)
+  np.testing.assert_allclose(mesh.vertices, vertices, atol=1e-6)
+  np.testing.assert_array_equal(mesh.faces, faces)
+  np.testing.assert_array_equal(mesh.visual.vertex_colors[:, :3], np.round(colors))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A tiny synthetic dataset and a 2-step GCN checkpoint."""
+  root = tmp_path_factory.mktemp("trained")
+  data, checkpoint = str(root / "data"), str(root / "gcn")
+  result = run_script("make_synthetic", f"--output_dir={data}", "--num_train=4", "--num_val=0",
+                      "--num_test=4", "--batch_size=4")
+  assert result.returncode == 0, result.stderr[-2000:]
+  result = run_script("train", f"--data_dir={data}", f"--checkpoint_dir={checkpoint}",
+                      f"--sampling_dir={root / 'sampling'}", "--batch_size=2", "--max_steps=2")
+  assert result.returncode == 0, result.stderr[-2000:]
+  return data, checkpoint
+
+
+def _read_obj_colors(path):
+  """v lines' trailing integer colours, parsed independently of mesh_io."""
+  with open(path) as f:
+    return np.array([[int(t) for t in line.split()[4:7]] for line in f if line.startswith("v ")])
+
+
+def test_reconstruct_three_photos(deep3d_photos, trained, tmp_path):
+  _, checkpoint = trained
+  photos = deep3d_photos[:3]
+  corrupt = tmp_path / "corrupt.jpg"
+  corrupt.write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+  blank = tmp_path / "blank.png"
+  PIL.Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
+  listing = tmp_path / "list.txt"
+  listing.write_text("\n".join([*photos, str(corrupt), str(blank)]) + "\n")
+  out = tmp_path / "out"
+  args = [f"--input={listing}", f"--output_dir={out}", f"--gcn_checkpoint={checkpoint}",
+          *FAST_FIT]
+  result = run_script("reconstruct", *args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "3 reconstructed, 0 already done, 2 failed (corrupt, blank)" in result.stderr
+  assert "corrupt.jpg" in result.stderr and "blank.png: no face found" in result.stderr
+  assert "Traceback" not in result.stderr
+  for photo in photos:
+    folder = out / os.path.splitext(os.path.basename(photo))[0]
+    info = json.loads((folder / "result.json").read_text())
+    assert info["coefficients"] == "fit" and info["refined"]
+    assert set(info["files"]) <= set(os.listdir(folder))
+    coarse = trimesh.load(str(folder / "coarse.obj"), process=False)
+    fine = trimesh.load(str(folder / "fine.obj"), process=False)
+    ply = trimesh.load(str(folder / "mesh.ply"), process=False)
+    assert coarse.vertices.shape == (3315, 3) and len(coarse.faces) > 6000
+    np.testing.assert_allclose(ply.vertices, coarse.vertices, atol=1e-5)
+    np.testing.assert_array_equal(ply.faces, fine.faces)
+    fine_colors = _read_obj_colors(folder / "fine.obj")
+    np.testing.assert_array_equal(ply.visual.vertex_colors[:, :3], fine_colors)
+    assert _read_obj_colors(folder / "coarse.obj").std() > 1.0
+    with PIL.Image.open(photo) as original, PIL.Image.open(folder / "overlay.png") as overlay:
+      assert overlay.size == original.size
+    with PIL.Image.open(folder / "strip.png") as strip:
+      assert strip.size == (4 * 224, 224)
+    assert np.load(folder / "coeff.npy").shape == (257,)
+  again = run_script("reconstruct", *args)
+  assert again.returncode == 0 and "0 reconstructed, 3 already done, 2 failed" in again.stderr
+  nothing = run_script("reconstruct", f"--input={blank}", f"--output_dir={out}", *FAST_FIT)
+  assert_one_line_error(nothing, "no photo could be reconstructed")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--input=/nonexistent/photo.jpg"], "/nonexistent/photo.jpg: no such file or folder"),
+    (["--input=x.jpg", "--rnet_path=/nonexistent/FaceReconModel.pb"],
+     "--rnet_path=/nonexistent/FaceReconModel.pb: not found. checkpoints/FaceReconModel.pb"),
+    (["--input=x.jpg", "--gcn_checkpoint=/nonexistent"], "trained GCN texture refinement"),
+])
+def test_reconstruct_errors(args, message, tmp_path):
+  (tmp_path / "x.jpg").write_bytes(b"")
+  args = [a.replace("x.jpg", str(tmp_path / "x.jpg")) for a in args]
+  assert_one_line_error(run_script("reconstruct", *args), message)
+
+
+def test_evaluate_table(trained, tmp_path):
+  data, checkpoint = trained
+  out = tmp_path / "eval"
+  result = run_script("evaluate", f"--data_dir={data}", f"--checkpoints={checkpoint},{checkpoint}",
+                      "--labels=a,b", f"--output_dir={out}", "--batch_size=2", "--examples=2")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(out / "results.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert [r["texture"] for r in rows] == ["coarse 3DMM (PCA)", "GCN (a)", "GCN (b)"]
+  assert set(rows[0]) == {"texture", "l1", "psnr", "ssim", "identity", "albedo_l1"}
+  for row in rows:
+    assert 0 < float(row["l1"]) < 255 and 0 < float(row["ssim"]) <= 1
+    assert 0 < float(row["albedo_l1"]) < 255
+  assert rows[1] == dict(rows[2], texture="GCN (a)")  # same checkpoint, same numbers
+  assert "| coarse 3DMM (PCA) |" in (out / "results.md").read_text()
+  with PIL.Image.open(out / "examples.png") as grid:
+    assert grid.size == (4 * 224, 2 * 224)
+  bad = run_script("evaluate", f"--data_dir={data}", f"--checkpoints={tmp_path}",
+                   f"--output_dir={out}")
+  assert_one_line_error(bad, "train_config.json")
