@@ -77,34 +77,43 @@ class FacePreparer:
 
   Args:
     segmenter: `skin_mask.SEGMENTERS` name or 'module:function'.
+    select: deep3dface.landmarks.SELECT_LARGEST, or SELECT_ALL for all_from_photo.
   """
 
-  def __init__(self, segmenter="landmarks_colour"):
-    self.detector = landmarks.LandmarkDetector()
+  def __init__(self, segmenter="landmarks_colour", select=landmarks.SELECT_LARGEST):
+    self.detector = landmarks.LandmarkDetector(select=select)
     self.segment = skin_mask.load_segmenter(segmenter)
 
   def from_photo(self, path, mask_path=None, keep_photo=False):
     """Returns dict(image uint8 [224,224,3], mask bool, landmarks [5,2], landmarks68 [68,2]);
     with keep_photo also the photo and the alignment's transform (deep3dface.align)."""
+    return self.all_from_photo(path, mask_path, keep_photo, limit=1)[0]
+
+  def all_from_photo(self, path, mask_path=None, keep_photo=False, limit=None):
+    """from_photo's dict for each face of the photo (largest first, at most `limit`)."""
     try:
       image = align.load_image(path)
     except align.InputError as e:
       raise PrepareError(str(e)) from None
-    faces = self.detector.detect(image)
+    faces = self.detector.detect(image)[:limit]
     if not faces:
       raise PrepareError(f"{path}: no face found")
-    face = faces[0]
-    try:
-      aligned = align.align_image(image, face.five)
-    except ValueError as e:
-      raise PrepareError(f"{path}: cannot align ({e})") from None
-    lm68 = aligned.transform.to_crop(face.landmarks)
+    original = None
     if mask_path is not None:
       original = read_alpha_mask(mask_path)
       if original.shape != image.shape[:2]:
         raise PrepareError(f"{mask_path}: mask is {original.shape[1]}x{original.shape[0]}, the "
                            f"photo {image.shape[1]}x{image.shape[0]}")
-      mask_rgb = np.repeat(original[..., None].astype(np.uint8) * 255, 3, axis=2)
+    return [self._aligned_face(image, face, path, original, keep_photo) for face in faces]
+
+  def _aligned_face(self, image, face, path, original_mask, keep_photo):
+    try:
+      aligned = align.align_image(image, face.five)
+    except ValueError as e:
+      raise PrepareError(f"{path}: cannot align ({e})") from None
+    lm68 = aligned.transform.to_crop(face.landmarks)
+    if original_mask is not None:
+      mask_rgb = np.repeat(original_mask[..., None].astype(np.uint8) * 255, 3, axis=2)
       mask = align.align_image(mask_rgb, face.five, resample="bilinear").image[..., 0] > 127
     else:
       mask = np.asarray(self.segment(aligned.image, lm68), bool)

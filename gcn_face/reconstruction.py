@@ -15,7 +15,7 @@ import PIL.Image
 import scipy.ndimage
 import tensorflow as tf
 
-from deep3dface import face_model as face_model_lib, fitting, rnet as rnet_lib
+from deep3dface import face_model as face_model_lib, fitting, landmarks, rnet as rnet_lib
 from gcn_face import atomic_file, mesh_io, prepare, refinement as refinement_lib
 
 RESULT_FILE = "result.json"  # written last: its presence marks a finished face
@@ -55,15 +55,17 @@ class Reconstructor:
     fit_config: deep3dface.fitting.FitConfig.
     segmenter: skin-mask segmenter of gcn_face.skin_mask (the fitting's photometric mask and
       the GCN's input mask).
+    all_faces: reconstruct_all returns every detected face (else the largest only).
   """
 
   def __init__(self, model, rnet=None, refinement=None, fit=False, fit_config=None,
-               segmenter="landmarks_colour"):
+               segmenter="landmarks_colour", all_faces=False):
     self.face_model = (refinement.face_model if refinement is not None
                        else face_model_lib.FaceModel(model))
     self.triangles = np.asarray(model.triangles)
     self.rnet, self.refinement = rnet, refinement
-    self.preparer = prepare.FacePreparer(segmenter)
+    self.preparer = prepare.FacePreparer(
+        segmenter, landmarks.SELECT_ALL if all_faces else landmarks.SELECT_LARGEST)
     self.fitter = None
     if fit or rnet is None:
       self.fitter = fitting.Fitter(self.face_model, refinement_lib.skin_indices(model), fit_config)
@@ -87,7 +89,16 @@ class Reconstructor:
     Raises:
       gcn_face.prepare.PrepareError: unreadable photo, no face, unusable landmarks.
     """
-    face = self.preparer.from_photo(path, keep_photo=True)
+    return self._reconstruct(self.preparer.from_photo(path, keep_photo=True), path, name)
+
+  def reconstruct_all(self, path, name=None):
+    """Every face of a photo (largest first; the largest only without all_faces) as a list
+    of Face, named `name`, `name_face1`, `name_face2`, ..."""
+    name = name or path
+    return [self._reconstruct(face, path, name if i == 0 else f"{name}_face{i}")
+            for i, face in enumerate(self.preparer.all_from_photo(path, keep_photo=True))]
+
+  def _reconstruct(self, face, path, name):
     crop, mask, lm68 = face["image"], face["mask"], face["landmarks68"]
     coeff, source, terms = self.coefficients(crop, lm68, mask)
     if not np.all(np.isfinite(coeff)):

@@ -4,11 +4,12 @@
   python -m scripts.reconstruct --input=photos/ --fit            # folders, or a .txt list
   bazel run //scripts:reconstruct -- --input=photo.jpg
 
-Per photo (largest face): dlib landmarks, Deep3D alignment, the 257 coefficients
-from the R-Net (checkpoints/FaceReconModel.pb) or, without it or with --fit, by
-analysis-by-synthesis through the renderer (deep3dface/fitting.py), the coarse
-texture, and the GCN texture when a trained checkpoint folder exists (--gcn_checkpoint,
-default checkpoints/bfm09_face_normal). Files per photo in <output_dir>/<name>/:
+Per photo (the largest face; every face with --all_faces, in <name>_face1, ...):
+dlib landmarks, Deep3D alignment, the 257 coefficients from the R-Net
+(checkpoints/FaceReconModel.pb) or, without it or with --fit, by analysis-by-synthesis
+through the renderer (deep3dface/fitting.py), the coarse texture, and the GCN texture
+when a trained checkpoint folder exists (--gcn_checkpoint, default
+checkpoints/bfm09_face_normal). Files per photo in <output_dir>/<name>/:
 crop.png, coeff.npy, coarse.obj, fine.obj, mesh.ply, strip.png (input | coarse |
 fine | overlay), overlay.png (pasted back at full resolution), result.json.
 A photo whose result.json exists is skipped (a killed run resumes; --overwrite
@@ -33,16 +34,18 @@ flags.DEFINE_string("face_model", None,
                     "checkpoint's, else checkpoints/BFM/BFM_model_front.mat, else synthetic).")
 flags.DEFINE_string("rnet_path", None,
                     "Deep3D's FaceReconModel.pb (default: checkpoints/FaceReconModel.pb if "
-                    "present; without it the coefficients are fitted).")
+                    "present; empty: none). Without it the coefficients are fitted.")
 flags.DEFINE_string("gcn_checkpoint", None,
                     "scripts/train.py checkpoint folder (default: checkpoints/bfm09_face_normal "
-                    "if present; without one only the coarse texture is made).")
+                    "if present; empty: none). Without one only the coarse texture is made.")
 flags.DEFINE_bool("fit", False, "Fit the coefficients (from the R-Net's, when it is loaded).")
 flags.DEFINE_integer("landmark_steps", 150, "Fitting: landmark-only Adam steps.")
 flags.DEFINE_integer("photo_steps", 100, "Fitting: photometric Adam steps.")
 flags.DEFINE_string("segmenter", "landmarks_colour",
                     "Skin mask: landmarks_colour, landmarks, or module:function.")
 flags.DEFINE_bool("overwrite", False, "Redo photos that already have a result.json.")
+flags.DEFINE_bool("all_faces", False,
+                  "Every face of a photo (<name>, <name>_face1, ...); default: the largest.")
 
 
 def list_inputs(spec):
@@ -66,22 +69,27 @@ def list_inputs(spec):
   return [(os.path.splitext(os.path.basename(path))[0], path)]
 
 
+def asset_flag(flag, key):
+  """The path of an asset flag: its value (empty: none), else the default when present."""
+  value = getattr(FLAGS, flag)
+  if value is None:
+    return assets.ASSETS[key].path if assets.present(key) else None
+  if value and not os.path.exists(user_path(value)):
+    fail(f"--{flag}={value}: not found. {assets.describe([key])}")
+  return value or None
+
+
 def build():
   """The Reconstructor of the flags; logs what runs without which asset."""
   from deep3dface import fitting, rnet  # pylint: disable=g-import-not-at-top
   from gcn_face import reconstruction  # pylint: disable=g-import-not-at-top
   missing = []
-  for flag, key in (("rnet_path", "rnet"), ("gcn_checkpoint", "gcn")):
-    value = getattr(FLAGS, flag)
-    if value is not None and not os.path.exists(user_path(value)):
-      fail(f"--{flag}={value}: not found. {assets.describe([key])}")
-  rnet_path = FLAGS.rnet_path or (assets.ASSETS["rnet"].path if assets.present("rnet") else None)
+  rnet_path, gcn = asset_flag("rnet_path", "rnet"), asset_flag("gcn_checkpoint", "gcn")
   rnet_model = None
   if rnet_path:
     rnet_model = rnet.from_frozen_graph(user_path(rnet_path))
   else:
     missing.append("rnet")
-  gcn = FLAGS.gcn_checkpoint or (assets.ASSETS["gcn"].path if assets.present("gcn") else None)
   module = model = None
   if gcn:
     module, model, spec = load_refinement(user_path(gcn), rnet_model)
@@ -106,7 +114,7 @@ def build():
                "coarse + GCN" if module else "coarse only")
   config = fitting.FitConfig(landmark_steps=FLAGS.landmark_steps, photo_steps=FLAGS.photo_steps)
   return reconstruction.Reconstructor(model, rnet_model, module, FLAGS.fit, config,
-                                      FLAGS.segmenter)
+                                      FLAGS.segmenter, FLAGS.all_faces)
 
 
 def main(argv):
@@ -137,10 +145,12 @@ def main(argv):
       progress.update()
       continue
     try:
-      face = rec.reconstruct(path, name)
-      reconstruction.write_outputs(face, directory, rec.triangles)
+      # The photo's own folder (its largest face) last: its result.json marks the photo done.
+      for face in reversed(rec.reconstruct_all(path, name)):
+        reconstruction.write_outputs(face, os.path.join(output_dir, face.name), rec.triangles)
+        logging.info("%s: %s (%s coefficients)", face.name, os.path.join(output_dir, face.name),
+                     face.source)
       done.append(name)
-      logging.info("%s: %s (%s coefficients)", name, directory, face.source)
     except (prepare.PrepareError, ValueError, OSError) as e:
       failed.append(name)
       logging.error("%s", str(e).splitlines()[0])

@@ -147,6 +147,23 @@ def test_reconstruct_three_photos(deep3d_photos, trained, tmp_path):
   assert_one_line_error(nothing, "no photo could be reconstructed")
 
 
+def test_all_faces_of_a_photo(deep3d_photos, tmp_path):
+  with PIL.Image.open(deep3d_photos[0]) as a, PIL.Image.open(deep3d_photos[1]) as b:
+    a, b = a.convert("RGB"), b.convert("RGB").resize((a.width * 3 // 4, a.height * 3 // 4))
+    pair = PIL.Image.new("RGB", (a.width + b.width, a.height))
+    pair.paste(a, (0, 0))
+    pair.paste(b, (a.width, 0))
+  pair.save(tmp_path / "pair.png")
+  out = tmp_path / "out"
+  result = run_script("reconstruct", f"--input={tmp_path / 'pair.png'}", f"--output_dir={out}",
+                      "--all_faces", "--gcn_checkpoint=", *FAST_FIT)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert sorted(os.listdir(out)) == ["pair", "pair_face1"]
+  for name in ("pair", "pair_face1"):
+    info = json.loads((out / name / "result.json").read_text())
+    assert info["name"] == name and not info["refined"]
+
+
 @pytest.mark.parametrize("args,message", [
     (["--input=/nonexistent/photo.jpg"], "/nonexistent/photo.jpg: no such file or folder"),
     (["--input=x.jpg", "--rnet_path=/nonexistent/FaceReconModel.pb"],
