@@ -80,11 +80,15 @@ class Fitter:
     self.config = config or FitConfig()
     self.skin_indices = tf.constant(np.asarray(skin_indices, np.int32))
     self.weights = landmark_weights()
+    # Stage 1 forms only the 68 keypoints: their rows of the mean and the shape basis.
+    rows = (np.asarray(face_model.keypoints)[:, None] * 3 + np.arange(3)).reshape(-1)
+    self.keypoint_mean = tf.gather(face_model.mean_shape, rows, axis=1)
+    self.keypoint_basis = tf.gather(face_model.shape_basis, rows)
     self._landmark_step = tf.function(self._landmark_step_impl, reduce_retracing=True)
     self._photo_step = tf.function(self._photo_step_impl, reduce_retracing=True)
 
-  def _landmark_loss(self, face, targets):
-    d2 = tf.reduce_sum(tf.square(face.landmarks - targets), -1)
+  def _landmark_loss(self, landmarks, targets):
+    d2 = tf.reduce_sum(tf.square(landmarks - targets), -1)
     return LANDMARK_WEIGHT * tf.reduce_mean(d2 * self.weights, -1)
 
   def _prior(self, coeff):
@@ -115,7 +119,7 @@ class Fitter:
     face = self.face_model(coeff)
     reg, mono = self._prior(coeff)
     return {"photo": self._photo(face, images, masks),
-            "landmark": self._landmark_loss(face, targets),
+            "landmark": self._landmark_loss(face.landmarks, targets),
             "reg": reg, "gamma": mono, "reflectance": self._reflectance(face)}
 
   def _adam(self, state, grad):
@@ -127,12 +131,21 @@ class Fitter:
     step = self.config.lr * (m / (1.0 - 0.9 ** t)) / (tf.sqrt(v / (1.0 - 0.999 ** t)) + 1e-8)
     coeff.assign_sub(step)
 
+  def keypoint_landmarks(self, coeff):
+    """The 68 projected landmarks `[B, 68, 2]` of coefficients, forming only those vertices."""
+    c = face_model_lib.split_coefficients(coeff)
+    flat = self.keypoint_mean + tf.matmul(tf.concat([c.identity, c.expression], -1),
+                                          self.keypoint_basis, transpose_b=True)
+    shape = tf.reshape(flat, [-1, constants.NUM_KEYPOINTS, 3]) - self.face_model.center
+    rotation = face_model_lib.rotation_matrices(c.angles)
+    vertices = tf.matmul(shape, rotation, transpose_b=True) + c.translation[:, None, :]
+    return face_model_lib.project(vertices)
+
   def _landmark_step_impl(self, state, targets, free):
     coeff = state[0]
     with tf.GradientTape() as tape:
-      face = self.face_model(coeff)
       reg, _ = self._prior(coeff)
-      loss = tf.reduce_sum(self._landmark_loss(face, targets) + reg)
+      loss = tf.reduce_sum(self._landmark_loss(self.keypoint_landmarks(coeff), targets) + reg)
     self._adam(state, tape.gradient(loss, coeff) * free)
     return loss
 

@@ -66,6 +66,8 @@ class Reconstructor:
     self.rnet, self.refinement = rnet, refinement
     self.preparer = prepare.FacePreparer(
         segmenter, landmarks.SELECT_ALL if all_faces else landmarks.SELECT_LARGEST)
+    self._rnet = tf.function(lambda images: rnet(images, training=False)[0]) if rnet else None
+    self._textures = tf.function(self._textures_impl)
     self.fitter = None
     if fit or rnet is None:
       self.fitter = fitting.Fitter(self.face_model, refinement_lib.skin_indices(model), fit_config)
@@ -74,7 +76,7 @@ class Reconstructor:
     """(coeff [257], source, fit terms) of one aligned crop."""
     init, source, terms = None, "fit", {}
     if self.rnet is not None:
-      init = self.rnet(rnet_lib.to_rnet_input(crop[None]), training=False)[0].numpy()
+      init = self._rnet(rnet_lib.to_rnet_input(crop[None])).numpy()
       source = "rnet"
     if self.fitter is not None:
       init, terms = self.fitter.fit(crop[None].astype(np.float32), landmarks68[None],
@@ -103,26 +105,30 @@ class Reconstructor:
     coeff, source, terms = self.coefficients(crop, lm68, mask)
     if not np.all(np.isfinite(coeff)):
       raise prepare.PrepareError(f"{path}: the coefficients are not finite")
-    coeff_t = tf.constant(coeff[None])
-    formed = self.face_model(coeff_t)
-    parts = face_model_lib.split_coefficients(coeff_t)
-    shape = self.face_model.shape(parts.identity, parts.expression)
-    normals = self.face_model.vertex_normals(shape)
-    fine_albedo = fine_render = None
-    if self.refinement is not None:
-      out = self.refinement({"image": crop[None].astype(np.float32),
-                             "mask": mask[None].astype(np.float32), "coeff": coeff_t,
-                             "landmarks": face["landmarks"][None].astype(np.float32)})
-      fine_albedo = refinement_lib.to_255(out["fine_albedo"])[0].numpy()
-      fine_render = refinement_lib.to_255(out["render_fine"])[0].numpy()
-    coarse_render, alpha = refinement_lib.render(formed.clip_vertices, self.face_model.triangles,
-                                                 formed.colors)
+    t = self._textures(crop[None].astype(np.float32), mask[None].astype(np.float32),
+                       tf.constant(coeff[None]), face["landmarks"][None].astype(np.float32))
+    t = {k: v[0].numpy() for k, v in t.items()}
     return Face(name=name or path, photo=face["photo"], transform=face["transform"], crop=crop,
                 mask=mask, landmarks68=lm68, coeff=coeff, source=source,
-                shape=shape[0].numpy(), normals=normals[0].numpy(),
-                coarse_albedo=formed.albedo[0].numpy(), fine_albedo=fine_albedo,
-                coarse_render=coarse_render[0].numpy(), fine_render=fine_render,
-                alpha=alpha[0].numpy(), fit_terms=terms)
+                shape=t["shape"], normals=t["normals"], coarse_albedo=t["coarse_albedo"],
+                fine_albedo=t.get("fine_albedo"), coarse_render=t["coarse_render"],
+                fine_render=t.get("fine_render"), alpha=t["alpha"], fit_terms=terms)
+
+  def _textures_impl(self, image, mask, coeff, landmarks):
+    """Canonical shape and normals, coarse (and fine) albedo and lit renders of `[1, ...]`."""
+    formed = self.face_model(coeff)
+    parts = face_model_lib.split_coefficients(coeff)
+    shape = self.face_model.shape(parts.identity, parts.expression)
+    coarse_render, alpha = refinement_lib.render(formed.clip_vertices, self.face_model.triangles,
+                                                 formed.colors)
+    out = {"shape": shape, "normals": self.face_model.vertex_normals(shape),
+           "coarse_albedo": formed.albedo, "coarse_render": coarse_render, "alpha": alpha}
+    if self.refinement is not None:
+      fine = self.refinement({"image": image, "mask": mask, "coeff": coeff,
+                              "landmarks": landmarks})
+      out["fine_albedo"] = refinement_lib.to_255(fine["fine_albedo"])
+      out["fine_render"] = refinement_lib.to_255(fine["render_fine"])
+    return out
 
 
 def composite(render, alpha, background):

@@ -40,6 +40,13 @@ def test_fitting_finds_a_synthetic_face(synthetic_model):
   np.testing.assert_allclose(coeff[0, constants.COEFF_SLICES["angles"]], truth, atol=0.08)
 
 
+def test_keypoint_landmarks_equal_the_formed_ones(synthetic_model):
+  model = face_model.FaceModel(synthetic_model)
+  coeff = tf.random.stateless_normal([3, 257], [1, 2]) * 0.3
+  np.testing.assert_allclose(fitting.Fitter(model).keypoint_landmarks(coeff),
+                             model(coeff).landmarks, atol=1e-3)
+
+
 def test_fit_rejects_bad_inputs(synthetic_model):
   fitter = fitting.Fitter(face_model.FaceModel(synthetic_model))
   image = np.zeros([1, 224, 224, 3], np.float32)
