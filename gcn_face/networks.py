@@ -168,16 +168,29 @@ class CombineNet(keras.Model):
     return _to_batch_major(tf.tanh(self.conv(x)))
 
 
+ABLATIONS = ("none", "no_decoder", "no_refiner")
+
+
 class MeshGenerator(keras.Model):
-  """GCN Decoder + GCN Refiner + Combine Net: `(embedding [B,E], per_vertex [B,M0,C])` -> T'."""
+  """GCN Decoder + GCN Refiner + Combine Net: `(embedding [B,E], per_vertex [B,M0,C])` -> T'.
+
+  ablation: "no_decoder" / "no_refiner" leave that branch out (not built, its 3 output
+  channels zero), for the paper's ablation rows; "none" is the full network.
+  """
 
   def __init__(self, graph, model="normal", wide=False, nz=NZ, order=layers.CHEB_ORDER,
-               name="mesh_generator", **kwargs):
+               ablation="none", name="mesh_generator", **kwargs):
     super().__init__(name=name, **kwargs)
-    self.decoder = GcnDecoder(graph, model, wide, order)
-    self.refiner = GcnRefiner(graph, model, nz, order)
+    if ablation not in ABLATIONS:
+      raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
+    self.ablation = ablation
+    self.decoder = GcnDecoder(graph, model, wide, order) if ablation != "no_decoder" else None
+    self.refiner = GcnRefiner(graph, model, nz, order) if ablation != "no_refiner" else None
     self.combine = CombineNet(graph, order)
 
   def call(self, inputs):
     embedding, per_vertex = inputs
-    return self.combine((self.decoder(embedding), self.refiner(per_vertex)))
+    zeros = tf.zeros_like(per_vertex[..., :OUTPUT_CHANNELS])
+    decoded = self.decoder(embedding) if self.decoder is not None else zeros
+    refined = self.refiner(per_vertex) if self.refiner is not None else zeros
+    return self.combine((decoded, refined))

@@ -56,14 +56,16 @@ class TextureRefinement(tf.Module):
     refiner_mode: "code" (7 channels, the release) or "paper" (3).
     rnet: optional R-Net Keras model (`deep3dface.rnet`); its pool5 joins the
       embedding as in the release.
+    ablation: networks.ABLATIONS ("no_decoder", "no_refiner": that branch left out).
   """
 
   def __init__(self, face_model, sampling, encoder, model="normal", wide=False, nz=networks.NZ,
-               refiner_mode="code", rnet=None, name="texture_refinement"):
+               refiner_mode="code", rnet=None, ablation="none", name="texture_refinement"):
     super().__init__(name=name)
     self.face_model = face_model
     self.encoder, self.rnet, self.refiner_mode = encoder, rnet, refiner_mode
-    self.generator = networks.MeshGenerator(graph_lib.MeshGraph(sampling), model, wide, nz)
+    self.generator = networks.MeshGenerator(graph_lib.MeshGraph(sampling), model, wide, nz,
+                                            ablation=ablation)
     self.triangles = face_model.triangles
     mean_shape = face_model.mean_shape.numpy().reshape(-1, 3)
     self.symmetric_pairs = tf.constant(symmetry.mirror_pairs(mean_shape), tf.int32)

@@ -78,7 +78,8 @@ def load_refinement(checkpoint_dir, rnet_model=None):
   identity = encoder.load_encoder(config["identity"], checkpoint_dir=user_path("checkpoints"))
   module = refinement.TextureRefinement(
       face_model.FaceModel(model), sampling, identity, config["model"], config["wide"],
-      config["nz"], config["refiner_input"], rnet_model if config.get("rnet") else None)
+      config["nz"], config["refiner_input"], rnet_model if config.get("rnet") else None,
+      config.get("ablation", "none"))
   latest = training.restore_generator(module.generator, checkpoint_dir)
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.info("GCN texture refinement from %s", latest)

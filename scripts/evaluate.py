@@ -9,7 +9,8 @@ cosine between the input and the render composited over it (O') measured by a
 recogniser the training did not use (the dlib port when training used FaceNet, and
 FaceNet - when its weights exist - when training used dlib). On datasets that store
 the true albedo (the synthetic one) also the per-vertex albedo error. One row for the
-coarse texture and one per checkpoint (ablations: train them with other flags).
+coarse texture and one per checkpoint: the paper's ablations are checkpoints trained with
+--ablation=no_decoder, --ablation=no_refiner, or without --gan.
 Writes <output_dir>/results.md, results.csv and examples.png.
 """
 

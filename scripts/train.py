@@ -58,6 +58,8 @@ flags.DEFINE_enum("objective", "release", ["release", "paper"],
                   "release: per-vertex projection loss; paper: image-space pixel loss.")
 flags.DEFINE_enum("refiner_input", "code", ["code", "paper"],
                   "Refiner input: 7 channels (code) or the coarse albedo only (paper).")
+flags.DEFINE_enum("ablation", "none", ["none", "no_decoder", "no_refiner"],
+                  "Leave the GCN Decoder or Refiner out (the paper's ablations).")
 flags.DEFINE_integer("seed", 2, "Random seed (data order, initialisation, WGAN-GP).")
 flags.DEFINE_integer("shuffle_buffer", 10, "Shuffle buffer (the release's 10).")
 flags.DEFINE_integer("checkpoint_every", 500, "Checkpoint every N steps (and at epoch ends).")
@@ -97,12 +99,12 @@ def build(manifest):
   rnet_model = rnet.from_frozen_graph(user_path(FLAGS.rnet_path)) if FLAGS.rnet_path else None
   module = refinement.TextureRefinement(
       face_model.FaceModel(model), sampling, identity, FLAGS.model, FLAGS.wide, FLAGS.nz,
-      FLAGS.refiner_input, rnet_model)
+      FLAGS.refiner_input, rnet_model, FLAGS.ablation)
   if spec not in ("synthetic", "synthetic_bfm"):
     spec = os.path.abspath(user_path(spec))
   run_config = {"face_model": spec, "sampling_dir": sampling_dir,
                 "num_vertices": model.num_vertices, "model": FLAGS.model, "wide": FLAGS.wide,
-                "nz": FLAGS.nz, "refiner_input": FLAGS.refiner_input,
+                "nz": FLAGS.nz, "refiner_input": FLAGS.refiner_input, "ablation": FLAGS.ablation,
                 "identity": identity.kind, "rnet": bool(FLAGS.rnet_path)}
   return module, refinement.skin_indices(model), run_config
 

@@ -108,6 +108,24 @@ def test_generator_depends_on_the_right_inputs(small):
   np.testing.assert_allclose(pair[:1], ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("ablation,unused", [("no_decoder", 0), ("no_refiner", 1)])
+def test_ablations_leave_a_branch_out(small, ablation, unused):
+  sampling, g = small
+  full = networks.MeshGenerator(g, nz=16)
+  gen = networks.MeshGenerator(g, nz=16, ablation=ablation)
+  rng = np.random.default_rng(2)
+  inputs = [rng.normal(size=(1, 20)).astype(np.float32),
+            rng.uniform(-1, 1, (1, sampling.sizes[0], 7)).astype(np.float32)]
+  base = gen(tuple(inputs)).numpy()
+  changed = list(inputs)
+  changed[unused] = changed[unused] * 0.5 + 1.0
+  np.testing.assert_array_equal(gen(tuple(changed)).numpy(), base)
+  full(tuple(inputs))
+  assert 0 < len(gen.trainable_variables) < len(full.trainable_variables)
+  with pytest.raises(ValueError, match="ablation must be one of"):
+    networks.MeshGenerator(g, ablation="no_combine")
+
+
 def test_paper_variant_inputs(small):
   sampling, g = small
   gen = networks.MeshGenerator(g, nz=8)

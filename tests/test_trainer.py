@@ -104,9 +104,13 @@ def test_steps_lower_the_loss_on_a_fixed_batch(module, synthetic_model, batch):
   trainer = training.Trainer(module, refinement.skin_indices(synthetic_model), 10,
                              training.Config())
   lambdas = (tf.constant(1.0), tf.constant(1.0))
-  # Adam's first steps are sign steps of size lr, so a single step may overshoot; five may not.
+  # generator_step returns the loss before its update: losses[1] is the loss after one step.
+  # Adam's first steps are sign steps of size lr, so one step lowers the loss of this seeded
+  # initialisation (by 5 %), not of every one; five lower it by more than 3 % for every seed
+  # tried (0-4).
   losses = [float(trainer.generator_step(batch, *lambdas)["total"]) for _ in range(6)]
-  assert np.all(np.isfinite(losses)) and losses[-1] < 0.97 * losses[0], losses
+  assert np.all(np.isfinite(losses)) and losses[1] < losses[0], losses
+  assert losses[-1] < 0.97 * losses[0], losses
   assert int(trainer.step.numpy()) == 6 and int(trainer.skipped_updates.numpy()) == 0
 
 
