@@ -3,7 +3,7 @@ coarse 3DMM texture and the GCN-refined one, and the files people use (scripts/r
 
     rec = Reconstructor(model, rnet=None, refinement=None)       # fit mode, coarse texture
     face = rec.reconstruct("photo.jpg")
-    write_outputs(face, rec, "out/photo")
+    write_outputs(face, "out/photo", rec.triangles)
 """
 
 import dataclasses

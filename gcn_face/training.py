@@ -24,6 +24,7 @@ from gcn_face import atomic_file, critic as critic_lib, losses, records, \
 
 RUN_CONFIG = "train_config.json"  # next to the checkpoints: how to rebuild the generator
 
+
 @dataclasses.dataclass
 class Config:
   """The release's training options (SPEC 6.2-6.4) and this project's additions."""

@@ -59,7 +59,7 @@ def load_face_model(spec):
 
 
 def load_refinement(checkpoint_dir, rnet_model=None):
-  """(TextureRefinement with trained weights, MorphableModel, face-model spec) of a
+  """(TextureRefinement with trained weights, MorphableModel, its train_config.json dict) of a
   scripts/train.py checkpoint folder."""
   from deep3dface import face_model  # pylint: disable=g-import-not-at-top
   from gcn_face import mesh_sampling, refinement, training  # pylint: disable=g-import-not-at-top
@@ -83,4 +83,4 @@ def load_refinement(checkpoint_dir, rnet_model=None):
   latest = training.restore_generator(module.generator, checkpoint_dir)
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.info("GCN texture refinement from %s", latest)
-  return module, model, config["face_model"]
+  return module, model, config

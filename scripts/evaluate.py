@@ -67,14 +67,18 @@ def face_metrics(image, render, region, features_in, features_out):
 
 
 def evaluate_checkpoint(module, data, recogniser, has_albedo, with_coarse):
-  """Per-face metric dicts of the GCN (and the coarse texture), and example panels."""
+  """Per-face metric dicts of the GCN (and the coarse texture), and the first
+  `--examples` faces' images {"gcn", and with the coarse also "coarse" and "input"}."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from gcn_face import losses, refinement  # pylint: disable=g-import-not-at-top
   rows = {"gcn": [], "coarse": []}
-  panels = []
+  panels = {"gcn": [], "coarse": [], "input": []}
+  shown = 0
   for batch in data:
     out = module({k: batch[k] for k in ("image", "mask", "coeff", "landmarks")})
     image = out["image_255"].numpy()
+    if with_coarse and shown < FLAGS.examples:
+      panels["input"].append(image)
     region = (tf.round(out["render_alpha"]) * out["mask"]).numpy()
     kinds = [("gcn", "render_fine", "fine_albedo")]
     if with_coarse:
@@ -91,9 +95,10 @@ def evaluate_checkpoint(module, data, recogniser, has_albedo, with_coarse):
           albedo = refinement.to_255(out[albedo_key][i]).numpy()
           row["albedo_l1"] = float(np.mean(np.abs(albedo - batch["albedo"][i].numpy())))
         rows[kind].append(row)
-      if len(panels) < FLAGS.examples * len(kinds):
-        panels.append((kind, composite.numpy()))
-  return rows, panels
+      if shown < FLAGS.examples:
+        panels[kind].append(composite.numpy())
+    shown += image.shape[0]
+  return rows, {k: np.concatenate(v)[:FLAGS.examples] for k, v in panels.items() if v}
 
 
 def summarise(rows):
@@ -136,7 +141,7 @@ def write_grid(output_dir, inputs, columns):
 
 def main(argv):
   del argv
-  from gcn_face import records, training  # pylint: disable=g-import-not-at-top
+  from gcn_face import records  # pylint: disable=g-import-not-at-top
   labels = FLAGS.labels or [os.path.basename(os.path.normpath(c)) for c in FLAGS.checkpoints]
   if len(labels) != len(FLAGS.checkpoints):
     fail(f"--labels has {len(labels)} names for {len(FLAGS.checkpoints)} --checkpoints")
@@ -160,22 +165,18 @@ def main(argv):
   progress = Progress(len(FLAGS.checkpoints), "checkpoints", interval=0.0)
   for index, (label, checkpoint) in enumerate(zip(labels, FLAGS.checkpoints)):
     try:
-      module, _, _ = load_refinement(user_path(checkpoint), rnet_model)
-      trained_with = training.read_run_config(user_path(checkpoint))["identity"]
+      module, _, run_config = load_refinement(user_path(checkpoint), rnet_model)
     except (ValueError, OSError) as e:
       fail(str(e).splitlines()[0])
-    recogniser, independent_here = evaluation_encoder(trained_with)
+    recogniser, independent_here = evaluation_encoder(run_config["identity"])
     independent = independent and independent_here
     rows, panels = evaluate_checkpoint(module, data, recogniser, has_albedo, index == 0)
     if index == 0:
       table.append(("coarse 3DMM (PCA)", summarise(rows["coarse"])))
-      coarse = [p for kind, p in panels if kind == "coarse"]
-      grid_columns.append(np.concatenate(coarse)[:FLAGS.examples])
-      inputs = np.concatenate([b["image"].numpy() for b in data.take(
-          -(-FLAGS.examples // FLAGS.batch_size))])[:FLAGS.examples].astype(np.float64)
+      grid_columns.append(panels["coarse"])
+      inputs = panels["input"].astype(np.float64)
     table.append((f"GCN ({label})", summarise(rows["gcn"])))
-    grid_columns.append(np.concatenate([p for kind, p in panels if kind == "gcn"])[
-        :FLAGS.examples])
+    grid_columns.append(panels["gcn"])
     progress.update()
   text = write_table(output_dir, table, count, independent)
   write_grid(output_dir, inputs, grid_columns)

@@ -92,7 +92,8 @@ def build():
     missing.append("rnet")
   module = model = None
   if gcn:
-    module, model, spec = load_refinement(user_path(gcn), rnet_model)
+    module, model, run_config = load_refinement(user_path(gcn), rnet_model)
+    spec = run_config["face_model"]
     if FLAGS.face_model and FLAGS.face_model != spec:
       other = load_face_model(FLAGS.face_model)
       if other.num_vertices != model.num_vertices:
