@@ -1,10 +1,12 @@
-"""Builds and installs the project, compiling the rasterizer's TensorFlow op.
+"""Builds and installs the project, compiling its TensorFlow ops.
 
 `pip install --no-build-isolation -e .` (or `pip install .`) compiles
-renderer/kernels/*.cc with the compile and link flags of the installed
-TensorFlow and ships the library as renderer/_rasterizer_ops*.so.
+renderer/kernels/*.cc and deep3dface/kernels/*.cc with the compile and link
+flags of the installed TensorFlow and ships the libraries as
+renderer/_rasterizer_ops*.so and deep3dface/_face_ops*.so.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -15,8 +17,13 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-OP_SOURCES = ["renderer/kernels/rasterizer_ops.cc"]
-OP_HEADERS = ["renderer/kernels/rasterizer_core.h"]
+# TensorFlow op libraries: (module, sources, headers).
+OP_LIBRARIES = [
+    ("renderer._rasterizer_ops", ["renderer/kernels/rasterizer_ops.cc"],
+     ["renderer/kernels/rasterizer_core.h"]),
+    ("deep3dface._face_ops", ["deep3dface/kernels/face_ops.cc"],
+     ["deep3dface/kernels/linear_basis.h", "deep3dface/kernels/vertex_normals.h"]),
+]
 CXX_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off",
              "-Wno-deprecated-declarations"]
 
@@ -29,6 +36,7 @@ def _fail(message):
   raise SystemExit(1)
 
 
+@functools.lru_cache(maxsize=None)
 def _tensorflow_flags():
   """Compile/link flags of the TensorFlow that the target interpreter imports.
 
@@ -62,12 +70,12 @@ class BuildTensorFlowOps(build_ext):
     command = ([cxx] + CXX_FLAGS + ["-I", ROOT] + tf_flags["cflags"] +
                [os.path.join(ROOT, s) for s in ext.sources] + ["-o", output] +
                tf_flags["lflags"])
-    print(f"renderer: building {os.path.basename(output)} against TensorFlow "
+    print(f"{ext.name}: building {os.path.basename(output)} against TensorFlow "
           f"{tf_flags['version']} (CPU kernels)", flush=True)
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
       errors = [l for l in result.stderr.splitlines() if "error" in l][:5]
-      _fail("compiling the rasterizer op failed:\n" + "\n".join(errors or
+      _fail(f"compiling {ext.name} failed:\n" + "\n".join(errors or
                                                               result.stderr.splitlines()[-5:]))
 
 
@@ -79,8 +87,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["renderer", "renderer.*", "gcn_face", "gcn_face.*",
                                     "deep3dface", "deep3dface.*", "scripts", "scripts.*"]),
-    ext_modules=[Extension("renderer._rasterizer_ops", sources=OP_SOURCES,
-                           depends=OP_HEADERS)],
+    ext_modules=[Extension(name, sources=sources, depends=headers)
+                 for name, sources, headers in OP_LIBRARIES],
     cmdclass={"build_ext": BuildTensorFlowOps},
     # TensorFlow is not listed: tensorflow-cpu (requirements.txt) and tensorflow
     # (requirements-gpu.txt) are alternatives, and it must be present to compile.

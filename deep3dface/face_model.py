@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from deep3dface import constants
+from deep3dface import face_ops
 from renderer import camera_utils
 
 Coefficients = collections.namedtuple(
@@ -31,6 +32,7 @@ FaceOutput = collections.namedtuple("FaceOutput", [
 ])
 
 NORMAL_MODES = ("deep3d", "area_weighted")
+BASIS_KERNELS = ("auto", "op", "matmul")
 
 
 def split_coefficients(coefficients):
@@ -70,6 +72,12 @@ def rotation_matrices(angles):
   return rz @ ry @ rx
 
 
+def _rotate(points, rotation):
+  """points `[B, N, 3]` @ rotation `[B, 3, 3]`^T as broadcast multiply-adds (XLA fuses them)."""
+  return (points[..., 0:1] * rotation[:, None, :, 0] + points[..., 1:2] * rotation[:, None, :, 1] +
+          points[..., 2:3] * rotation[:, None, :, 2])
+
+
 def sh_basis(normals):
   """The 9 SH basis values (with Deep3D's constants) of unit normals `[..., 3]` -> `[..., 9]`."""
   a0, a1, a2 = constants.SH_A
@@ -103,7 +111,13 @@ def illuminate(albedo, normals, gamma):
   """
   gamma = tf.reshape(gamma, [-1, 3, 9])
   gamma += tf.constant([constants.SH_AMBIENT_PRIOR] + [0.0] * 8, tf.float32)
-  shading = tf.einsum("bnj,bkj->bnk", sh_basis(normals), gamma)
+  # Nine broadcast multiply-adds rather than an einsum: XLA fuses them into
+  # one loop (5x faster on CPU).
+  basis = tf.unstack(sh_basis(normals), axis=-1)  # 9 x [B, N]
+  weights = tf.unstack(gamma[:, None, :, :], axis=-1)  # 9 x [B, 1, 3]
+  shading = basis[0][..., None] * weights[0]
+  for y, w in zip(basis[1:], weights[1:]):
+    shading += y[..., None] * w
   return albedo * shading
 
 
@@ -135,22 +149,30 @@ class FaceModel(tf.Module):
     normals: "deep3d" (unit face normals summed, then normalised; Deep3D) or
       "area_weighted" (unnormalised face normals; the GCN release's code).
     near_clip, far_clip: renderer clip planes (Deep3D: 0.01 / 50).
+    basis_kernel: "matmul" (tf ops, all in one XLA function; the default),
+      "op" (deep3dface.face_ops' C++ ops for the bases and normals, CPU
+      only, ~30% faster on CPU) or "auto" (op unless TensorFlow sees a GPU).
+      Not yet the default: under MirroredStrategy the op path makes the
+      two-replica weights drift further from one device's (up to 0.4 lr after
+      12 steps in tests/test_train_script.py) than the matmul path does.
   """
 
   def __init__(self, model, normals="deep3d", near_clip=constants.NEAR_CLIP,
-               far_clip=constants.FAR_CLIP, name=None):
+               far_clip=constants.FAR_CLIP, basis_kernel="matmul", name=None):
     super().__init__(name=name)
     if normals not in NORMAL_MODES:
       raise ValueError(f"normals must be one of {NORMAL_MODES}, got {normals!r}")
+    if basis_kernel not in BASIS_KERNELS:
+      raise ValueError(f"basis_kernel must be one of {BASIS_KERNELS}, got {basis_kernel!r}")
     self.normal_mode = normals
     self.num_vertices = model.num_vertices
     mean = np.asarray(model.mean_shape, np.float64)
     # Deep3D re-centres shapes by the mean shape's centroid (a constant).
     self.center = tf.constant(mean.mean(0), tf.float32)
     self.mean_shape = tf.constant(mean.reshape(1, -1), tf.float32)
-    # [3N, 80 + 64]: one matmul forms identity + expression. Bases stay
-    # vertex-major as in the file: basis @ coeff^T streams them ~1.5x faster
-    # than coeff @ basis^T on CPU (measured in bench/deep3d_bench.py).
+    self._centered_mean_shape = tf.constant((mean - mean.mean(0)).reshape(1, -1), tf.float32)
+    # [3N, 80 + 64]: one product forms identity + expression. Bases stay
+    # vertex-major as in the file, so each row is read once per call.
     self.shape_basis = tf.constant(
         np.concatenate([model.id_base, model.ex_base], axis=1), tf.float32)
     self.mean_tex = tf.constant(np.asarray(model.mean_tex).reshape(1, -1), tf.float32)
@@ -159,14 +181,18 @@ class FaceModel(tf.Module):
     self.point_buf = tf.constant(model.point_buf, tf.int32)
     self.keypoints = tf.constant(model.keypoints, tf.int32)
     self.world_to_clip = camera_matrix(near_clip, far_clip)
-    # XLA fuses the gathers and element-wise work (2x faster on CPU); the
-    # basis matmuls stream ~95 MB per call for BFM09 and stay memory-bound.
+    # On CPU the bases (~96 MB for BFM09) and the normals go through
+    # face_ops' C++ ops, which XLA cannot compile; XLA fuses the element-wise
+    # work after them. With a GPU the whole formation is one XLA function.
+    self._basis_op = (basis_kernel == "op" or
+                      (basis_kernel == "auto" and face_ops.use_op()))
+    self._posed = tf.function(self._posed_impl, jit_compile=True, reduce_retracing=True)
     self._form = tf.function(self._form_impl, jit_compile=True, reduce_retracing=True)
 
   def shape(self, identity, expression):
     """Canonical shape `[B, N, 3]` (dm) from `[B, 80]` identity and `[B, 64]` expression."""
     coeff = tf.concat([identity, expression], axis=-1)
-    return self._linear(self.mean_shape, self.shape_basis, coeff) - self.center
+    return self._linear(self._centered_mean_shape, self.shape_basis, coeff)
 
   def albedo(self, albedo_coefficients):
     """PCA albedo `[B, N, 3]` in [0, 255] (unclipped) from `[B, 80]` coefficients."""
@@ -174,11 +200,17 @@ class FaceModel(tf.Module):
 
   def _linear(self, mean, basis, coeff):
     """mean `[1, 3N]` + basis `[3N, K]` @ coeff `[B, K]`^T -> `[B, N, 3]`."""
-    flat = mean + tf.transpose(tf.matmul(basis, coeff, transpose_b=True))
+    if self._basis_op:
+      flat = face_ops.linear_basis(tf.reshape(mean, [-1]), basis, coeff)
+    else:
+      flat = mean + tf.transpose(tf.matmul(basis, coeff, transpose_b=True))
     return tf.reshape(flat, [-1, self.num_vertices, 3])
 
   def vertex_normals(self, shape):
     """Unit vertex normals `[B, N, 3]` of shapes `[B, N, 3]` (SPEC 2.7)."""
+    if self._basis_op:
+      return face_ops.vertex_normals(shape, self.triangles, self.point_buf,
+                                     normalize_faces=self.normal_mode == "deep3d")
     v1 = tf.gather(shape, self.triangles[:, 0], axis=1)
     v2 = tf.gather(shape, self.triangles[:, 1], axis=1)
     v3 = tf.gather(shape, self.triangles[:, 2], axis=1)
@@ -202,18 +234,34 @@ class FaceModel(tf.Module):
     """
     coefficients = tf.debugging.check_numerics(_checked_coefficients(coefficients),
                                                "face coefficients contain NaN or Inf")
-    return self._form(coefficients)
+    if not self._basis_op:
+      return self._form(coefficients)
+    shape, normals, albedo = self._canonical(coefficients)
+    return self._posed(coefficients, shape, normals, albedo)._replace(shape=shape, albedo=albedo)
 
-  def _form_impl(self, coefficients):
+  def _canonical(self, coefficients):
+    """Canonical shape, its unit normals and the albedo, each `[B, N, 3]`."""
     c = split_coefficients(coefficients)
     shape = self.shape(c.identity, c.expression)
+    return shape, self.vertex_normals(shape), self.albedo(c.albedo)
+
+  def _form_impl(self, coefficients):
+    shape, normals, albedo = self._canonical(coefficients)
+    posed = self._posed_impl(coefficients, shape, normals, albedo)
+    return posed._replace(shape=shape, albedo=albedo)
+
+  def _posed_impl(self, coefficients, shape, canonical_normals, albedo):
+    """Pose, lighting and projection of the canonical shape, normals and albedo.
+
+    Returns a FaceOutput without shape and albedo (None): an XLA function
+    would return copies of its inputs.
+    """
+    c = split_coefficients(coefficients)
     rotation = rotation_matrices(c.angles)
-    rotation_t = tf.linalg.matrix_transpose(rotation)
-    vertices = tf.matmul(shape, rotation_t) + c.translation[:, None, :]
-    normals = tf.matmul(self.vertex_normals(shape), rotation_t)
-    albedo = self.albedo(c.albedo)
+    vertices = _rotate(shape, rotation) + c.translation[:, None, :]
+    normals = _rotate(canonical_normals, rotation)
     colors = illuminate(albedo, normals, c.gamma)
-    landmarks = tf.gather(project(vertices), self.keypoints, axis=1)
-    return FaceOutput(shape=shape, vertices=vertices, normals=normals, albedo=albedo,
+    landmarks = project(tf.gather(vertices, self.keypoints, axis=1))
+    return FaceOutput(shape=None, vertices=vertices, normals=normals, albedo=None,
                       colors=colors, landmarks=landmarks,
                       clip_vertices=self.clip_space(vertices))

@@ -1,4 +1,4 @@
-"""Finds and loads the compiled rasterizer op library (one place, loaded once)."""
+"""Finds and loads the project's compiled op libraries (the rasterizer's here, loaded once)."""
 
 import ctypes
 import glob
@@ -34,34 +34,46 @@ def _tune_malloc():
     return False
 
 
-def _library_path():
-  explicit = os.environ.get(_LIBRARY_ENV)
+def _library_path(package_dir, library_glob, env_var, bazel_target):
+  explicit = os.environ.get(env_var)
   if explicit:
     if not os.path.isfile(explicit):
-      raise ImportError(f"{_LIBRARY_ENV}={explicit} does not name a file")
+      raise ImportError(f"{env_var}={explicit} does not name a file")
     return explicit
-  here = os.path.dirname(os.path.abspath(__file__))
-  found = sorted(glob.glob(os.path.join(here, _LIBRARY_GLOB)))
+  found = sorted(glob.glob(os.path.join(package_dir, library_glob)))
   if not found:
+    package = os.path.basename(package_dir)
     raise ImportError(
-        f"renderer: the compiled op library ({_LIBRARY_GLOB}) is missing from {here}; "
-        "build it with `pip install --no-build-isolation -e .` or "
-        "`bazel build //renderer:_rasterizer_ops.so`")
+        f"{package}: the compiled op library ({library_glob}) is missing from {package_dir}; "
+        f"build it with `pip install --no-build-isolation -e .` or `bazel build {bazel_target}`")
   return found[0]
+
+
+def load_library(package_dir, library_glob, env_var, bazel_target):
+  """Loads a TensorFlow op library of this project; one clear ImportError otherwise.
+
+  Args:
+    package_dir: directory that holds the compiled library (the package's own).
+    library_glob: its file name pattern, e.g. "_rasterizer_ops*.so".
+    env_var: environment variable that may name the library file instead.
+    bazel_target: the Bazel target that builds it (for the error message).
+  """
+  path = _library_path(package_dir, library_glob, env_var, bazel_target)
+  _tune_malloc()
+  try:
+    return tf.load_op_library(path)
+  except (tf.errors.NotFoundError, OSError) as e:
+    first_line = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+    raise ImportError(
+        f"{os.path.basename(package_dir)}: cannot load {path} with TensorFlow {tf.__version__} "
+        f"({first_line}); it was probably built against another TensorFlow: rebuild it with "
+        "`pip install --no-build-isolation -e .`") from None
 
 
 def ops():
   """Returns the module of generated op wrappers (renderer_rasterize, ...)."""
   global _ops
   if _ops is None:
-    path = _library_path()
-    _tune_malloc()
-    try:
-      _ops = tf.load_op_library(path)
-    except (tf.errors.NotFoundError, OSError) as e:
-      first_line = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
-      raise ImportError(
-          f"renderer: cannot load {path} with TensorFlow {tf.__version__} ({first_line}); "
-          "it was probably built against another TensorFlow: rebuild it with "
-          "`pip install --no-build-isolation -e .`") from None
+    _ops = load_library(os.path.dirname(os.path.abspath(__file__)), _LIBRARY_GLOB, _LIBRARY_ENV,
+                        "//renderer:_rasterizer_ops.so")
   return _ops

@@ -121,6 +121,9 @@ def transform_homogeneous(matrices, vertices):
   """
   matrices = _checks.float_tensor(matrices, "matrices", 3, 4, "[B, 4, 4]")
   vertices = _checks.float_tensor(vertices, "vertices", 3, 3, "[B, V, 3]")
-  # [x y z 1] M^T = [x y z] M[:, :3]^T + M[:, 3]^T, without concatenating ones.
-  linear = tf.matmul(vertices, matrices[:, :, :3], transpose_b=True)
-  return linear + matrices[:, None, :, 3]
+  # [x y z 1] M^T = x M[:, 0] + y M[:, 1] + z M[:, 2] + M[:, 3]: broadcast
+  # multiply-adds, which XLA fuses with their neighbours (a [B, V, 3] x [3, 4]
+  # batched matmul is a slow generic dot on CPU).
+  m = matrices[:, None, :, :]  # [B, 1, 4, 4]
+  return (vertices[..., 0:1] * m[..., 0] + vertices[..., 1:2] * m[..., 1] +
+          vertices[..., 2:3] * m[..., 2] + m[..., 3])

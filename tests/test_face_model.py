@@ -62,8 +62,9 @@ def random_coefficients(batch, seed):
 
 
 @pytest.mark.parametrize("normals", ["deep3d", "area_weighted"])
-def test_matches_numpy_reference(synthetic_model, normals):
-  model = face_model.FaceModel(synthetic_model, normals=normals)
+@pytest.mark.parametrize("basis_kernel", ["op", "matmul"])
+def test_matches_numpy_reference(synthetic_model, normals, basis_kernel):
+  model = face_model.FaceModel(synthetic_model, normals=normals, basis_kernel=basis_kernel)
   coeff = random_coefficients(3, seed=len(normals))
   out = model(coeff)
   for b in range(3):
@@ -104,16 +105,20 @@ def test_sh_lighting_with_only_ambient_is_uniform_scale(synthetic_model):
                              rtol=1e-5)
 
 
-def test_gradients_reach_every_coefficient_group(synthetic_model):
-  model = face_model.FaceModel(synthetic_model)
-  coeff = tf.Variable(random_coefficients(2, seed=1))
-  with tf.GradientTape() as tape:
-    out = model(coeff)
-    loss = tf.reduce_sum(out.colors) * 1e-4 + tf.reduce_sum(out.landmarks) * 1e-2
-  grad = tape.gradient(loss, coeff).numpy()
+def test_gradients_reach_every_coefficient_group_and_agree_across_kernels(synthetic_model):
+  grads = []
+  for kernel in ("op", "matmul"):
+    model = face_model.FaceModel(synthetic_model, basis_kernel=kernel)
+    coeff = tf.Variable(random_coefficients(2, seed=1))
+    with tf.GradientTape() as tape:
+      out = model(coeff)
+      loss = tf.reduce_sum(out.colors) * 1e-4 + tf.reduce_sum(out.landmarks) * 1e-2
+    grads.append(tape.gradient(loss, coeff).numpy())
+  grad = grads[0]
   for lo, hi in [(0, 80), (80, 144), (144, 224), (224, 227), (227, 254), (254, 257)]:
     assert np.abs(grad[:, lo:hi]).max() > 0, (lo, hi)
   assert np.all(np.isfinite(grad))
+  np.testing.assert_allclose(grads[0], grads[1], rtol=1e-3, atol=1e-3 * np.abs(grad).max())
 
 
 def test_bad_coefficients(synthetic_model):
@@ -126,3 +131,5 @@ def test_bad_coefficients(synthetic_model):
     model(bad)
   with pytest.raises(ValueError, match="normals must be one of"):
     face_model.FaceModel(synthetic_model, normals="flat")
+  with pytest.raises(ValueError, match="basis_kernel must be one of"):
+    face_model.FaceModel(synthetic_model, basis_kernel="gpu")

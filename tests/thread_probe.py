@@ -29,3 +29,22 @@ grads = tape.gradient(loss, [batch, colors])
 np.savez(path, ids=raster.triangle_ids.numpy(), bary=raster.barycentrics.numpy(),
          depth=raster.depth.numpy(), image=image.numpy(), dv=grads[0].numpy(),
          dc=grads[1].numpy())
+
+# The face model's C++ ops (deep3dface.face_ops): bases and normals.
+from deep3dface import bfm, face_ops  # pylint: disable=g-import-not-at-top
+
+basis = tf.constant(rng.normal(size=(1003, 24)).astype(np.float32))
+mean = tf.constant(rng.normal(size=1003).astype(np.float32))
+coeff = tf.constant(rng.normal(size=(3, 24)).astype(np.float32))
+shape = batch[..., :3]
+point_buf = bfm.point_buffer(triangles, vertices.shape[0])
+with tf.GradientTape() as tape:
+  tape.watch([coeff, shape])
+  combined = face_ops.linear_basis(mean, basis, coeff)
+  normals = face_ops.vertex_normals(shape, triangles, point_buf)
+  face_loss = tf.reduce_sum(combined * combined) + tf.reduce_sum(normals * shape)
+face_grads = tape.gradient(face_loss, [coeff, shape])
+with np.load(path) as saved:
+  arrays = dict(saved)
+np.savez(path, combined=combined.numpy(), normals=normals.numpy(),
+         d_coeff=face_grads[0].numpy(), d_shape=face_grads[1].numpy(), **arrays)
