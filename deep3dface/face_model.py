@@ -185,7 +185,7 @@ class FaceModel(tf.Module):
     # On CPU the bases (~96 MB for BFM09) and the normals go through
     # face_ops' C++ ops, which XLA cannot compile; XLA fuses the element-wise
     # work after them. With a GPU the whole formation is one XLA function.
-    self._basis_op = (basis_kernel == "op" or
+    self._use_ops = (basis_kernel == "op" or
                       (basis_kernel == "auto" and face_ops.use_op()))
     self._posed = tf.function(self._posed_impl, jit_compile=True, reduce_retracing=True)
     self._form = tf.function(self._form_impl, jit_compile=True, reduce_retracing=True)
@@ -201,7 +201,7 @@ class FaceModel(tf.Module):
 
   def _linear(self, mean, basis, coeff):
     """mean `[1, 3N]` + basis `[3N, K]` @ coeff `[B, K]`^T -> `[B, N, 3]`."""
-    if self._basis_op:
+    if self._use_ops:
       flat = face_ops.linear_basis(tf.reshape(mean, [-1]), basis, coeff)
     else:
       flat = mean + tf.transpose(tf.matmul(basis, coeff, transpose_b=True))
@@ -209,7 +209,7 @@ class FaceModel(tf.Module):
 
   def vertex_normals(self, shape):
     """Unit vertex normals `[B, N, 3]` of shapes `[B, N, 3]` (SPEC 2.7)."""
-    if self._basis_op:
+    if self._use_ops:
       return face_ops.vertex_normals(shape, self.triangles, self.point_buf,
                                      normalize_faces=self.normal_mode == "deep3d")
     v1 = tf.gather(shape, self.triangles[:, 0], axis=1)
@@ -235,10 +235,7 @@ class FaceModel(tf.Module):
     """
     coefficients = tf.debugging.check_numerics(_checked_coefficients(coefficients),
                                                "face coefficients contain NaN or Inf")
-    if not self._basis_op:
-      return self._form(coefficients)
-    shape, normals, albedo = self._canonical(coefficients)
-    return self._posed(coefficients, shape, normals, albedo)._replace(shape=shape, albedo=albedo)
+    return self._form_impl(coefficients, self._posed) if self._use_ops else self._form(coefficients)
 
   def _canonical(self, coefficients):
     """Canonical shape, its unit normals and the albedo, each `[B, N, 3]`."""
@@ -246,9 +243,9 @@ class FaceModel(tf.Module):
     shape = self.shape(c.identity, c.expression)
     return shape, self.vertex_normals(shape), self.albedo(c.albedo)
 
-  def _form_impl(self, coefficients):
+  def _form_impl(self, coefficients, posed_fn=None):
     shape, normals, albedo = self._canonical(coefficients)
-    posed = self._posed_impl(coefficients, shape, normals, albedo)
+    posed = (posed_fn or self._posed_impl)(coefficients, shape, normals, albedo)
     return posed._replace(shape=shape, albedo=albedo)
 
   def _posed_impl(self, coefficients, shape, canonical_normals, albedo):

@@ -11,6 +11,7 @@
 FaceModel uses them unless TensorFlow sees a GPU (then tf ops under XLA).
 """
 
+import functools
 import os
 
 import tensorflow as tf
@@ -31,8 +32,12 @@ def ops():
   return _ops
 
 
+@functools.lru_cache(maxsize=None)
 def use_op():
-  """Whether `linear_basis` runs the C++ op: True unless TensorFlow sees a GPU."""
+  """Whether `linear_basis` runs the C++ op: True unless TensorFlow sees a GPU.
+
+  Cached: TensorFlow's devices are fixed once its runtime has started.
+  """
   return not tf.config.list_logical_devices("GPU")
 
 

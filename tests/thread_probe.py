@@ -26,9 +26,6 @@ with tf.GradientTape() as tape:
   image = renderer.interpolate(colors, triangles, raster.triangle_ids, raster.barycentrics)
   loss = tf.reduce_sum(image * tf.random.stateless_uniform(image.shape, [5, 6]))
 grads = tape.gradient(loss, [batch, colors])
-np.savez(path, ids=raster.triangle_ids.numpy(), bary=raster.barycentrics.numpy(),
-         depth=raster.depth.numpy(), image=image.numpy(), dv=grads[0].numpy(),
-         dc=grads[1].numpy())
 
 # The face model's C++ ops (deep3dface.face_ops): bases and normals.
 from deep3dface import bfm, face_ops  # pylint: disable=g-import-not-at-top
@@ -44,7 +41,7 @@ with tf.GradientTape() as tape:
   normals = face_ops.vertex_normals(shape, triangles, point_buf)
   face_loss = tf.reduce_sum(combined * combined) + tf.reduce_sum(normals * shape)
 face_grads = tape.gradient(face_loss, [coeff, shape])
-with np.load(path) as saved:
-  arrays = dict(saved)
-np.savez(path, combined=combined.numpy(), normals=normals.numpy(),
-         d_coeff=face_grads[0].numpy(), d_shape=face_grads[1].numpy(), **arrays)
+np.savez(path, ids=raster.triangle_ids.numpy(), bary=raster.barycentrics.numpy(),
+         depth=raster.depth.numpy(), image=image.numpy(), dv=grads[0].numpy(),
+         dc=grads[1].numpy(), combined=combined.numpy(), normals=normals.numpy(),
+         d_coeff=face_grads[0].numpy(), d_shape=face_grads[1].numpy())

@@ -19,16 +19,12 @@
 
 #include <cstdint>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
+#include "deep3dface/kernels/simd_dispatch.h"
 
 namespace deep3dface {
 
 constexpr int kLanes = 8;               // partial sums per dot product (one AVX register)
 constexpr int64_t kGradBlockRows = 2048;  // rows per gradient block (fixed: determinism)
-
-#define DEEP3D_ALWAYS_INLINE inline __attribute__((always_inline))
 
 // sum_k a[k] * c[k] over kLanes interleaved partial sums, combined pairwise.
 DEEP3D_ALWAYS_INLINE float LaneDot(const float* a, const float* c, int k_count) {
@@ -73,8 +69,7 @@ DEEP3D_ALWAYS_INLINE void CoefficientGradBody(const float* basis, const float* g
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define DEEP3D_X86_DISPATCH 1
+#if defined(DEEP3D_X86_DISPATCH)
 
 // Lane sums of four accumulators, as LaneDot combines them: element i is
 // ((v_i[0] + v_i[1]) + (v_i[2] + v_i[3])) + ((v_i[4] + v_i[5]) + (v_i[6] + v_i[7])).
@@ -127,10 +122,6 @@ __attribute__((target("avx2"))) inline void CoefficientGradAvx2(
     const float* basis, const float* grad, int64_t batch, int64_t rows, int k_count,
     int64_t r_begin, int64_t r_end, float* partial) {
   CoefficientGradBody(basis, grad, batch, rows, k_count, r_begin, r_end, partial);
-}
-inline bool HasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has;
 }
 #endif
 

@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "deep3dface/kernels/simd_dispatch.h"
+
 namespace deep3dface {
 
 constexpr float kNormalizeEpsilon = 1e-12f;  // tf.math.l2_normalize's default
@@ -46,32 +48,32 @@ inline void Cross(const float a[3], const float b[3], float c[3]) {
 // that compilers vectorize (the scales, then the products): sqrt and division
 // are exact in every instruction set, so the result does not depend on it.
 // `scale` [count] is scratch.
-#define DEEP3D_NORMALIZE_BODY                                                   \
-  for (int64_t i = 0; i < count; ++i) {                                         \
-    const float sq = x[3 * i] * x[3 * i] + x[3 * i + 1] * x[3 * i + 1] +        \
-                     x[3 * i + 2] * x[3 * i + 2];                               \
-    scale[i] = 1.0f / std::sqrt(sq > kNormalizeEpsilon ? sq : kNormalizeEpsilon); \
-  }                                                                             \
-  for (int64_t i = 0; i < count; ++i) {                                         \
-    x[3 * i] *= scale[i];                                                       \
-    x[3 * i + 1] *= scale[i];                                                   \
-    x[3 * i + 2] *= scale[i];                                                   \
+DEEP3D_ALWAYS_INLINE void NormalizeManyBody(float* x, int64_t count, float* scale) {
+  for (int64_t i = 0; i < count; ++i) {
+    const float sq =
+        x[3 * i] * x[3 * i] + x[3 * i + 1] * x[3 * i + 1] + x[3 * i + 2] * x[3 * i + 2];
+    scale[i] = 1.0f / std::sqrt(sq > kNormalizeEpsilon ? sq : kNormalizeEpsilon);
   }
+  for (int64_t i = 0; i < count; ++i) {
+    x[3 * i] *= scale[i];
+    x[3 * i + 1] *= scale[i];
+    x[3 * i + 2] *= scale[i];
+  }
+}
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(DEEP3D_X86_DISPATCH)
 __attribute__((target("avx2"))) inline void NormalizeManyAvx2(float* x, int64_t count,
                                                               float* scale) {
-  DEEP3D_NORMALIZE_BODY
+  NormalizeManyBody(x, count, scale);
 }
 #endif
 
 inline void NormalizeMany(float* x, int64_t count, float* scale) {
-#if defined(__x86_64__) && defined(__GNUC__)
-  if (__builtin_cpu_supports("avx2")) return NormalizeManyAvx2(x, count, scale);
+#if defined(DEEP3D_X86_DISPATCH)
+  if (HasAvx2()) return NormalizeManyAvx2(x, count, scale);
 #endif
-  DEEP3D_NORMALIZE_BODY
+  NormalizeManyBody(x, count, scale);
 }
-#undef DEEP3D_NORMALIZE_BODY
 
 // Face normals of triangles [t_begin, t_end) into face[3 t ..] (unit if
 // normalize_faces); `scale` [t_end - t_begin] is scratch.
