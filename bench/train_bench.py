@@ -47,7 +47,7 @@ def run_child(topology, gan):
   writer.close()
   sampling = mesh_sampling.load_or_build(model.mean_shape, model.triangles,
                                          directory=os.path.join(work, "sampling"))
-  module = refinement.TextureRefinement(face_model.FaceModel(model, basis_kernel="matmul"),
+  module = refinement.TextureRefinement(face_model.FaceModel(model),
                                         sampling, encoder.DlibEncoder())
   config = training.Config(batch_size=FLAGS.batch_size, gan=gan, shuffle_buffer=32)
   trainer = training.Trainer(module, refinement.skin_indices(model), 8, config)

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from deep3dface import constants
 from deep3dface import face_ops
+from deep3dface import posing
 from renderer import camera_utils
 
 Coefficients = collections.namedtuple(
@@ -59,88 +60,6 @@ def _checked_coefficients(coefficients):
   return coefficients
 
 
-def rotation_matrices(angles):
-  """R = Rz Ry Rx for Euler angles `[B, 3]` (x, y, z radians) -> `[B, 3, 3]` (SPEC 2.6)."""
-  angles = tf.convert_to_tensor(angles, tf.float32)
-  cos, sin = tf.cos(angles), tf.sin(angles)
-  cx, cy, cz = tf.unstack(cos, axis=-1)
-  sx, sy, sz = tf.unstack(sin, axis=-1)
-  one, zero = tf.ones_like(cx), tf.zeros_like(cx)
-  rx = tf.reshape(tf.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], -1), [-1, 3, 3])
-  ry = tf.reshape(tf.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1), [-1, 3, 3])
-  rz = tf.reshape(tf.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], -1), [-1, 3, 3])
-  return rz @ ry @ rx
-
-
-def _rotate(points, rotation):
-  """points `[B, N, 3]` @ rotation `[B, 3, 3]`^T as broadcast multiply-adds (XLA fuses them)."""
-  return (points[..., 0:1] * rotation[:, None, :, 0] + points[..., 1:2] * rotation[:, None, :, 1] +
-          points[..., 2:3] * rotation[:, None, :, 2])
-
-
-def sh_basis(normals):
-  """The 9 SH basis values (with Deep3D's constants) of unit normals `[..., 3]` -> `[..., 9]`."""
-  a0, a1, a2 = constants.SH_A
-  c0, c1, c2 = constants.SH_C
-  nx, ny, nz = tf.unstack(normals, axis=-1)
-  return tf.stack([
-      tf.fill(tf.shape(nx), a0 * c0),
-      -a1 * c1 * ny,
-      a1 * c1 * nz,
-      -a1 * c1 * nx,
-      a2 * c2 * nx * ny,
-      -a2 * c2 * ny * nz,
-      a2 * c2 * 0.5 / np.sqrt(3.0) * (3.0 * nz * nz - 1.0),
-      -a2 * c2 * nx * nz,
-      a2 * c2 * 0.5 * (nx * nx - ny * ny),
-  ], axis=-1)
-
-
-def illuminate(albedo, normals, gamma):
-  """Spherical-harmonics shading (SPEC 2.8).
-
-  Args:
-    albedo: float32 `[B, N, 3]`, RGB in [0, 255].
-    normals: float32 `[B, N, 3]` unit normals in camera orientation (rotated).
-    gamma: float32 `[B, 27]`: R, G, B blocks of 9 coefficients; the ambient
-      prior 0.8 is added to each block's first coefficient here.
-
-  Returns:
-    float32 `[B, N, 3]`: albedo * (Y(n) . gamma_k) per channel k, [0, 255]
-    scale, not clipped.
-  """
-  gamma = tf.reshape(gamma, [-1, 3, 9])
-  gamma += tf.constant([constants.SH_AMBIENT_PRIOR] + [0.0] * 8, tf.float32)
-  # Nine broadcast multiply-adds rather than an einsum: XLA fuses them into
-  # one loop (5x faster on CPU).
-  basis = tf.unstack(sh_basis(normals), axis=-1)  # 9 x [B, N]
-  weights = tf.unstack(gamma[:, None, :, :], axis=-1)  # 9 x [B, 1, 3]
-  shading = basis[0][..., None] * weights[0]
-  for y, w in zip(basis[1:], weights[1:]):
-    shading += y[..., None] * w
-  return albedo * shading
-
-
-def project(vertices):
-  """Deep3D's pinhole projection (SPEC 2.9) of posed vertices `[B, N, 3]` -> `[B, N, 2]`.
-
-  Returns (u, v_up) in pixels: u = 112 + f X / (10 - Z), v_up = 112 + f Y / (10 - Z);
-  the image row of a point is 223 - v_up in Deep3D's landmark convention.
-  """
-  x, y, z = tf.unstack(vertices, axis=-1)
-  depth = constants.CAMERA_DISTANCE - z
-  return tf.stack([constants.PRINCIPAL_POINT + constants.FOCAL * x / depth,
-                   constants.PRINCIPAL_POINT + constants.FOCAL * y / depth], axis=-1)
-
-
-def camera_matrix(near_clip=constants.NEAR_CLIP, far_clip=constants.FAR_CLIP):
-  """The 4x4 world-to-clip matrix of Deep3D's renderer camera `[1, 4, 4]`."""
-  view = camera_utils.look_at([[0.0, 0.0, constants.CAMERA_DISTANCE]], [[0.0, 0.0, 0.0]],
-                              [[0.0, 1.0, 0.0]])
-  proj = camera_utils.perspective(1.0, [constants.FOV_Y_DEGREES], [near_clip], [far_clip])
-  return tf.matmul(proj, view)
-
-
 class FaceModel(tf.Module):
   """Deep3D's face formation on a MorphableModel (BFM09 front or synthetic).
 
@@ -149,13 +68,10 @@ class FaceModel(tf.Module):
     normals: "deep3d" (unit face normals summed, then normalised; Deep3D) or
       "area_weighted" (unnormalised face normals; the GCN release's code).
     near_clip, far_clip: renderer clip planes (Deep3D: 0.01 / 50).
-    basis_kernel: "op" (deep3dface.face_ops' C++ ops for the bases and
-      normals, CPU only: ~30% faster forward, ~3.5x faster fitting steps),
-      "matmul" (tf ops, all in one XLA function) or "auto" (op unless
-      TensorFlow sees a GPU). scripts/train.py uses "matmul": with the op
-      path the two-replica weights drifted further from one device's (4e-5
-      after 12 steps vs < 1e-5) although the op path's outputs are
-      bit-identical for any batch split; not understood yet.
+    basis_kernel: "op" (deep3dface.face_ops' C++ ops for the bases, the
+      normals and pose + lighting, CPU only: ~2x faster forward, ~3.5x
+      faster fitting steps), "matmul" (tf ops, all in one XLA function) or
+      "auto" (op unless TensorFlow sees a GPU).
   """
 
   def __init__(self, model, normals="deep3d", near_clip=constants.NEAR_CLIP,
@@ -181,13 +97,11 @@ class FaceModel(tf.Module):
     self.triangles = tf.constant(model.triangles, tf.int32)
     self.point_buf = tf.constant(model.point_buf, tf.int32)
     self.keypoints = tf.constant(model.keypoints, tf.int32)
-    self.world_to_clip = camera_matrix(near_clip, far_clip)
-    # On CPU the bases (~96 MB for BFM09) and the normals go through
-    # face_ops' C++ ops, which XLA cannot compile; XLA fuses the element-wise
-    # work after them. With a GPU the whole formation is one XLA function.
+    self.world_to_clip = posing.camera_matrix(near_clip, far_clip)
+    # On CPU the formation is three C++ ops (face_ops: bases, normals, pose
+    # and light); with a GPU it is one XLA function of tf ops.
     self._use_ops = (basis_kernel == "op" or
                       (basis_kernel == "auto" and face_ops.use_op()))
-    self._posed = tf.function(self._posed_impl, jit_compile=True, reduce_retracing=True)
     self._form = tf.function(self._form_impl, jit_compile=True, reduce_retracing=True)
 
   def shape(self, identity, expression):
@@ -235,31 +149,16 @@ class FaceModel(tf.Module):
     """
     coefficients = tf.debugging.check_numerics(_checked_coefficients(coefficients),
                                                "face coefficients contain NaN or Inf")
-    return self._form_impl(coefficients, self._posed) if self._use_ops else self._form(coefficients)
+    return self._form_impl(coefficients) if self._use_ops else self._form(coefficients)
 
-  def _canonical(self, coefficients):
-    """Canonical shape, its unit normals and the albedo, each `[B, N, 3]`."""
+  def _form_impl(self, coefficients):
     c = split_coefficients(coefficients)
     shape = self.shape(c.identity, c.expression)
-    return shape, self.vertex_normals(shape), self.albedo(c.albedo)
-
-  def _form_impl(self, coefficients, posed_fn=None):
-    shape, normals, albedo = self._canonical(coefficients)
-    posed = (posed_fn or self._posed_impl)(coefficients, shape, normals, albedo)
-    return posed._replace(shape=shape, albedo=albedo)
-
-  def _posed_impl(self, coefficients, shape, canonical_normals, albedo):
-    """Pose, lighting and projection of the canonical shape, normals and albedo.
-
-    Returns a FaceOutput without shape and albedo (None): an XLA function
-    would return copies of its inputs.
-    """
-    c = split_coefficients(coefficients)
-    rotation = rotation_matrices(c.angles)
-    vertices = _rotate(shape, rotation) + c.translation[:, None, :]
-    normals = _rotate(canonical_normals, rotation)
-    colors = illuminate(albedo, normals, c.gamma)
-    landmarks = project(tf.gather(vertices, self.keypoints, axis=1))
-    return FaceOutput(shape=None, vertices=vertices, normals=normals, albedo=None,
-                      colors=colors, landmarks=landmarks,
-                      clip_vertices=self.clip_space(vertices))
+    # The albedo basis (memory-bound) after the shape basis, beside the
+    # normals (compute-bound), rather than sharing the memory bus with the shape.
+    with tf.control_dependencies([shape]):
+      albedo = self.albedo(c.albedo)
+    pose_and_light = face_ops.pose_light if self._use_ops else posing.pose_and_light
+    posed = pose_and_light(shape, self.vertex_normals(shape), albedo, c.angles, c.translation,
+                           c.gamma, self.world_to_clip, self.keypoints)
+    return FaceOutput(shape=shape, albedo=albedo, **posed._asdict())

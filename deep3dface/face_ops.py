@@ -1,4 +1,4 @@
-"""The face model's C++ ops on CPU (kernels/face_ops.cc): bases and normals.
+"""The face model's C++ ops on CPU (kernels/face_ops.cc): bases, normals, pose and light.
 
 * `linear_basis`: face formation multiplies ~96 MB of float32 bases (BFM09:
   107,127 rows by 80 + 64 identity/expression and 80 albedo columns) by a few
@@ -7,6 +7,10 @@
   has it, the same bits without).
 * `vertex_normals`: Deep3D's normals (gathers over 70k triangles and the
   8-wide point_buf), which XLA's CPU gathers run ~5x slower.
+* `pose_light`: rotation, SH lighting, landmarks and clip space in one pass
+  over the vertices (AVX2, 8 vertices at a time); XLA's CPU loop for the
+  same formula runs on one core, ~5x slower. Its gradient is the XLA-compiled
+  vector-Jacobian product of deep3dface.posing's formula.
 
 FaceModel uses them unless TensorFlow sees a GPU (then tf ops under XLA).
 """
@@ -16,6 +20,8 @@ import os
 
 import tensorflow as tf
 
+from deep3dface import constants
+from deep3dface import posing
 from renderer import _op_library
 
 _LIBRARY_ENV = "DEEP3DFACE_OPS_LIBRARY"
@@ -93,3 +99,35 @@ def _linear_basis_grad(op, d_combined):
   d_coefficients = ops().deep3d_linear_basis_grad(op.inputs[1], d_combined,
                                                   simd=op.get_attr("simd"))
   return [tf.reduce_sum(d_combined, axis=0), None, d_coefficients]
+
+
+def pose_light(shape, normals, albedo, angles, translation, gamma, world_to_clip, keypoints):
+  """posing.pose_and_light as one C++ op: the same arguments (shapes and units
+  documented there; keypoints must lie in [0, N)) and the same PosedFace up
+  to float32 rounding (~1e-6 relative). Gradients w.r.t. the first six
+  arguments: the XLA-compiled vector-Jacobian product of posing's formula.
+  """
+  world_to_clip = tf.convert_to_tensor(world_to_clip, tf.float32)
+  if world_to_clip.shape.num_elements() not in (None, 16):
+    raise ValueError(f"world_to_clip must have shape [4, 4] or [1, 4, 4], got "
+                     f"{world_to_clip.shape}")
+  return posing.PosedFace(*ops().deep3d_pose_light(
+      shape, normals, albedo, angles, translation, gamma,
+      tf.reshape(world_to_clip, [4, 4]), keypoints, sh_factors=posing.sh_factors(),
+      ambient_prior=constants.SH_AMBIENT_PRIOR, focal=constants.FOCAL,
+      principal_point=constants.PRINCIPAL_POINT, camera_distance=constants.CAMERA_DISTANCE))
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _pose_light_vjp(inputs, world_to_clip, keypoints, output_grads):
+  with tf.GradientTape() as tape:
+    tape.watch(inputs)
+    outputs = posing.pose_and_light(*inputs, world_to_clip, keypoints)
+  return tape.gradient(list(outputs), inputs, output_gradients=output_grads)
+
+
+@tf.RegisterGradient("Deep3dPoseLight")
+def _pose_light_grad(op, *grads):
+  grads = [tf.zeros_like(y) if g is None else g for g, y in zip(grads, op.outputs)]
+  inputs = list(op.inputs[:6])
+  return list(_pose_light_vjp(inputs, op.inputs[6], op.inputs[7], grads)) + [None, None]

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 import renderer
-from deep3dface import constants, face_model as face_model_lib
+from deep3dface import constants, face_model as face_model_lib, posing
 
 SIZE = constants.IMAGE_SIZE
 # Deep3D's loss weights (SPEC 2.10).
@@ -50,7 +50,7 @@ def landmark_weights():
 
 
 def to_model_landmarks(landmarks68):
-  """Crop landmarks (x, row) -> Deep3D's (u, v_up) of `face_model.project`."""
+  """Crop landmarks (x, row) -> Deep3D's (u, v_up) of `posing.project`."""
   landmarks68 = np.asarray(landmarks68, np.float32)
   return np.stack([landmarks68[..., 0], SIZE - 1 - landmarks68[..., 1]], axis=-1)
 
@@ -137,9 +137,9 @@ class Fitter:
     flat = self.keypoint_mean + tf.matmul(tf.concat([c.identity, c.expression], -1),
                                           self.keypoint_basis, transpose_b=True)
     shape = tf.reshape(flat, [-1, constants.NUM_KEYPOINTS, 3]) - self.face_model.center
-    rotation = face_model_lib.rotation_matrices(c.angles)
+    rotation = posing.rotation_matrices(c.angles)
     vertices = tf.matmul(shape, rotation, transpose_b=True) + c.translation[:, None, :]
-    return face_model_lib.project(vertices)
+    return posing.project(vertices)
 
   def _landmark_step_impl(self, state, targets, free):
     coeff = state[0]

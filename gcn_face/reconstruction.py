@@ -117,8 +117,7 @@ class Reconstructor:
   def _textures_impl(self, image, mask, coeff, landmarks):
     """Canonical shape and normals, coarse (and fine) albedo and lit renders of `[1, ...]`."""
     formed = self.face_model(coeff)
-    parts = face_model_lib.split_coefficients(coeff)
-    shape = self.face_model.shape(parts.identity, parts.expression)
+    shape = formed.shape
     coarse_render, alpha = refinement_lib.render(formed.clip_vertices, self.face_model.triangles,
                                                  formed.colors)
     out = {"shape": shape, "normals": self.face_model.vertex_normals(shape),

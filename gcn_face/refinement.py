@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 import renderer
-from deep3dface import constants, face_model as face_model_lib
+from deep3dface import constants, face_model as face_model_lib, posing
 from gcn_face import graph as graph_lib, losses, masks, networks, refiner_input, symmetry
 
 SIZE = constants.IMAGE_SIZE
@@ -108,8 +108,8 @@ class TextureRefinement(tf.Module):
     embedding, identity = self.embedding(image_255, batch["landmarks"])
     fine_albedo = self.generator((embedding, per_vertex), training=training)
     gamma = face_model_lib.split_coefficients(batch["coeff"]).gamma
-    fine_colors = to_unit(face_model_lib.illuminate(to_255(fine_albedo), face.normals, gamma))
-    coarse_colors = to_unit(face_model_lib.illuminate(to_255(coarse_albedo), face.normals, gamma))
+    fine_colors = to_unit(posing.illuminate(to_255(fine_albedo), face.normals, gamma))
+    coarse_colors = to_unit(posing.illuminate(to_255(coarse_albedo), face.normals, gamma))
     pixels = refiner_input.vertex_pixels(face.vertices)
     image_colors = tf.gather_nd(image, pixels, batch_dims=1)
     renders, alpha = render(face.clip_vertices, self.triangles,

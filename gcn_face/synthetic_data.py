@@ -15,7 +15,7 @@ import PIL.Image
 import PIL.ImageDraw
 import tensorflow as tf
 
-from deep3dface import align, constants, face_model, synthetic
+from deep3dface import align, constants, face_model, posing, synthetic
 from gcn_face import refinement
 
 SIZE = constants.IMAGE_SIZE
@@ -184,8 +184,8 @@ class SyntheticRenderer:
     albedo = np.stack([self.true_albedo(c[part["albedo"]].astype(np.float64), r)
                        for c, r in zip(coeff, rngs)])
     face = self.face_model(coeff)
-    lit = face_model.illuminate(tf.constant(albedo, tf.float32), face.normals,
-                                coeff[:, part["gamma"]])
+    lit = posing.illuminate(tf.constant(albedo, tf.float32), face.normals,
+                            coeff[:, part["gamma"]])
     colors = tf.concat([tf.clip_by_value(lit, 0.0, 255.0),
                         tf.broadcast_to(self.skin[None, :, None], lit[..., :1].shape)], -1)
     pixels, alphas = (x.numpy() for x in refinement.render(face.clip_vertices, self.triangles,

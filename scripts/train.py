@@ -98,8 +98,7 @@ def build(manifest):
   identity = encoder.load_encoder(FLAGS.identity, checkpoint_dir=user_path("checkpoints"))
   rnet_model = rnet.from_frozen_graph(user_path(FLAGS.rnet_path)) if FLAGS.rnet_path else None
   module = refinement.TextureRefinement(
-      # The matmul kernel: every --strategy then trains the same numbers (see FaceModel).
-      face_model.FaceModel(model, basis_kernel="matmul"), sampling, identity, FLAGS.model,
+      face_model.FaceModel(model), sampling, identity, FLAGS.model,
       FLAGS.wide, FLAGS.nz, FLAGS.refiner_input, rnet_model, FLAGS.ablation)
   if spec not in ("synthetic", "synthetic_bfm"):
     spec = os.path.abspath(user_path(spec))

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import renderer
-from deep3dface import face_model
+from deep3dface import face_model, posing
 
 
 def reference(model, coeff, area_weighted=False):
@@ -82,13 +82,14 @@ def test_normal_modes_differ_and_face_the_camera(synthetic_model):
   assert np.mean(deep3d[0, :, 2] > 0) > 0.95
 
 
-def test_clip_space_agrees_with_projection_and_renders(synthetic_model):
-  model = face_model.FaceModel(synthetic_model)
+@pytest.mark.parametrize("basis_kernel", ["op", "matmul"])
+def test_clip_space_agrees_with_projection_and_renders(synthetic_model, basis_kernel):
+  model = face_model.FaceModel(synthetic_model, basis_kernel=basis_kernel)
   coeff = random_coefficients(2, seed=5)
   out = model(coeff)
   clip = out.clip_vertices.numpy()
   ndc = clip[..., :2] / clip[..., 3:]
-  uv = face_model.project(out.vertices).numpy()
+  uv = posing.project(out.vertices).numpy()
   # Rasterizer pixel centres: column c <-> NDC (c + 0.5) / 112 - 1 (SPEC 2.9).
   np.testing.assert_allclose((ndc + 1.0) * 112.0, uv, atol=2e-3)
   raster = renderer.rasterize(out.clip_vertices, model.triangles, 224, 224)

@@ -27,8 +27,8 @@ with tf.GradientTape() as tape:
   loss = tf.reduce_sum(image * tf.random.stateless_uniform(image.shape, [5, 6]))
 grads = tape.gradient(loss, [batch, colors])
 
-# The face model's C++ ops (deep3dface.face_ops): bases and normals.
-from deep3dface import bfm, face_ops  # pylint: disable=g-import-not-at-top
+# The face model's C++ ops (deep3dface.face_ops): bases, normals, pose and light.
+from deep3dface import bfm, face_ops, posing  # pylint: disable=g-import-not-at-top
 
 basis = tf.constant(rng.normal(size=(1003, 24)).astype(np.float32))
 mean = tf.constant(rng.normal(size=1003).astype(np.float32))
@@ -39,9 +39,14 @@ with tf.GradientTape() as tape:
   tape.watch([coeff, shape])
   combined = face_ops.linear_basis(mean, basis, coeff)
   normals = face_ops.vertex_normals(shape, triangles, point_buf)
-  face_loss = tf.reduce_sum(combined * combined) + tf.reduce_sum(normals * shape)
+  posed = face_ops.pose_light(shape, normals, shape * 100.0, coeff[:, :3], coeff[:, 3:6],
+                              tf.tile(coeff, [1, 2])[:, :27], posing.camera_matrix(),
+                              np.arange(0, len(vertices), 97, dtype=np.int32))
+  face_loss = (tf.reduce_sum(combined * combined) + tf.reduce_sum(normals * shape) +
+               sum(tf.reduce_sum(tf.sin(x)) for x in posed))
 face_grads = tape.gradient(face_loss, [coeff, shape])
 np.savez(path, ids=raster.triangle_ids.numpy(), bary=raster.barycentrics.numpy(),
          depth=raster.depth.numpy(), image=image.numpy(), dv=grads[0].numpy(),
          dc=grads[1].numpy(), combined=combined.numpy(), normals=normals.numpy(),
-         d_coeff=face_grads[0].numpy(), d_shape=face_grads[1].numpy())
+         d_coeff=face_grads[0].numpy(), d_shape=face_grads[1].numpy(),
+         **{f"posed_{k}": v.numpy() for k, v in posed._asdict().items()})

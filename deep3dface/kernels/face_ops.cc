@@ -7,6 +7,11 @@
 //   Deep3dVertexNormals      shape [B, N, 3], triangles [T, 3], point_buf [N, P]
 //                            -> normals [B, N, 3], unnormalised sums [B, N, 3]
 //   Deep3dVertexNormalsGrad  ... d normals -> d shape [B, N, 3]
+//   Deep3dPoseLight          shape, normals, albedo [B, N, 3], angles [B, 3],
+//                            translation [B, 3], gamma [B, 27], world_to_clip [4, 4],
+//                            keypoints [L] -> vertices, normals, colors [B, N, 3],
+//                            landmarks [B, L, 2], clip_vertices [B, N, 4]
+//                            (gradient: deep3dface/face_ops.py)
 //
 // All shard over TensorFlow's intra-op thread pool with every output element
 // computed in a fixed order, so results are bit-identical for any thread count.
@@ -15,6 +20,7 @@
 #include <vector>
 
 #include "deep3dface/kernels/linear_basis.h"
+#include "deep3dface/kernels/pose_light.h"
 #include "deep3dface/kernels/vertex_normals.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -175,12 +181,23 @@ class LinearBasisGradOp : public OpKernel {
   bool simd_ = true;
 };
 
+// OK if every index of t is in [0, limit]; else names the first one outside.
 Status CheckIndices(const Tensor& t, int64_t limit, const char* name, const char* range) {
   const int32_t* idx = t.flat<int32_t>().data();
   const int64_t n = t.NumElements();
+  // One unsigned comparison per index (negatives wrap above any limit), OR-
+  // reduced so that compilers vectorize it; the search runs on failure only.
+  const uint32_t bound = static_cast<uint32_t>(std::min<int64_t>(limit, INT32_MAX));
+  uint32_t outside = limit < 0 ? (n > 0) : 0;
+  for (int64_t i = 0; i < n; ++i) outside |= static_cast<uint32_t>(idx[i]) > bound;
+  if (!outside) return Status();
   const int64_t width = t.dims() == 2 ? t.dim_size(1) : 1;
   for (int64_t i = 0; i < n; ++i) {
     if (idx[i] < 0 || idx[i] > limit) {
+      if (t.dims() != 2) {
+        return errors::InvalidArgument(name, "[", i, "] = ", idx[i], " is out of range ", range,
+                                       limit, "]");
+      }
       return errors::InvalidArgument(name, "[", i / width, ", ", i % width, "] = ", idx[i],
                                      " is out of range ", range, limit, "]");
     }
@@ -213,6 +230,7 @@ REGISTER_OP("Deep3dVertexNormals")
     .Input("triangles: int32")
     .Input("point_buf: int32")
     .Attr("normalize_faces: bool = true")
+    .Attr("simd: bool = true")
     .Output("normals: float32")
     .Output("summed: float32")
     .SetShapeFn([](InferenceContext* c) {
@@ -242,6 +260,7 @@ class VertexNormalsOp : public OpKernel {
  public:
   explicit VertexNormalsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("normalize_faces", &normalize_faces_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("simd", &simd_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -255,40 +274,42 @@ class VertexNormalsOp : public OpKernel {
     Tensor *normals_t, *summed_t;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, shape_t.shape(), &normals_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, shape_t.shape(), &summed_t));
+    // Face normals per image with a zero row T for point_buf's padding index.
+    const int64_t face_rows = triangle_count + 1;
     Tensor face_t;
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DT_FLOAT,
-                                           TensorShape({batch, triangle_count, 3}), &face_t));
+                                           TensorShape({batch, face_rows, 3}), &face_t));
     const float* shape = shape_t.flat<float>().data();
     const int32_t* triangles = triangles_t.flat<int32_t>().data();
     const int32_t* point_buf = point_buf_t.flat<int32_t>().data();
     float* face = face_t.flat<float>().data();
     float* normals = normals_t->flat<float>().data();
     float* summed = summed_t->flat<float>().data();
-    const bool normalize_faces = normalize_faces_;
+    const bool normalize_faces = normalize_faces_, simd = simd_;
     // Units are (image, triangle) and (image, vertex) pairs; a shard may span images.
     ParallelFor(ctx, batch * triangle_count, 30, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin / triangle_count; b * triangle_count < end; ++b) {
         const int64_t lo = std::max(begin, b * triangle_count) - b * triangle_count;
         const int64_t hi = std::min(end, (b + 1) * triangle_count) - b * triangle_count;
-        std::vector<float> scale(hi - lo);
-        FaceNormals(shape + 3 * b * vertices, triangles, lo, hi, normalize_faces,
-                    face + 3 * b * triangle_count, scale.data());
+        float* image_face = face + 3 * b * face_rows;
+        FaceNormals(shape + 3 * b * vertices, triangles, lo, hi, normalize_faces, image_face,
+                    simd);
+        if (hi == triangle_count) std::fill_n(image_face + 3 * triangle_count, 3, 0.0f);
       }
     });
     ParallelFor(ctx, batch * vertices, 10 * width, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin / vertices; b * vertices < end; ++b) {
         const int64_t lo = std::max(begin, b * vertices) - b * vertices;
         const int64_t hi = std::min(end, (b + 1) * vertices) - b * vertices;
-        std::vector<float> scale(hi - lo);
-        SumVertexNormals(face + 3 * b * triangle_count, point_buf, width, triangle_count, lo,
-                         hi, summed + 3 * b * vertices, normals + 3 * b * vertices,
-                         scale.data());
+        SumVertexNormals(face + 3 * b * face_rows, point_buf, width, lo, hi,
+                         summed + 3 * b * vertices, normals + 3 * b * vertices, simd);
       }
     });
   }
 
  private:
   bool normalize_faces_ = true;
+  bool simd_ = true;
 };
 
 class VertexNormalsGradOp : public OpKernel {
@@ -343,6 +364,131 @@ class VertexNormalsGradOp : public OpKernel {
   bool normalize_faces_ = true;
 };
 
+REGISTER_OP("Deep3dPoseLight")
+    .Input("shape: float32")
+    .Input("normals: float32")
+    .Input("albedo: float32")
+    .Input("angles: float32")
+    .Input("translation: float32")
+    .Input("gamma: float32")
+    .Input("world_to_clip: float32")
+    .Input("keypoints: int32")
+    .Attr("sh_factors: list(float)")
+    .Attr("ambient_prior: float")
+    .Attr("focal: float")
+    .Attr("principal_point: float")
+    .Attr("camera_distance: float")
+    .Attr("simd: bool = true")
+    .Output("vertices: float32")
+    .Output("rotated_normals: float32")
+    .Output("colors: float32")
+    .Output("landmarks: float32")
+    .Output("clip_vertices: float32")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle shape, keypoints;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &shape));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(7), 1, &keypoints));
+      for (int i = 0; i < 3; ++i) c->set_output(i, shape);
+      c->set_output(3, c->MakeShape({c->Dim(shape, 0), c->Dim(keypoints, 0), c->MakeDim(2)}));
+      c->set_output(4, c->MakeShape({c->Dim(shape, 0), c->Dim(shape, 1), c->MakeDim(4)}));
+      return Status();
+    })
+    .Doc("Deep3D's posed vertices, rotated normals, SH-lit colours, landmarks and clip space.");
+
+class PoseLightOp : public OpKernel {
+ public:
+  explicit PoseLightOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    std::vector<float> factors;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("sh_factors", &factors));
+    OP_REQUIRES(ctx, factors.size() == kShBands,
+                errors::InvalidArgument("sh_factors must have ", kShBands, " values, got ",
+                                        factors.size()));
+    std::copy(factors.begin(), factors.end(), constants_.sh_factors);
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("ambient_prior", &ambient_prior_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("focal", &focal_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("principal_point", &principal_point_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("camera_distance", &camera_distance_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("simd", &simd_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& shape_t = ctx->input(0);
+    OP_REQUIRES(ctx, shape_t.dims() == 3 && shape_t.dim_size(2) == 3,
+                errors::InvalidArgument("shape must have shape [B, N, 3], got shape ",
+                                        shape_t.shape().DebugString()));
+    const int64_t batch = shape_t.dim_size(0), vertex_count = shape_t.dim_size(1);
+    const char* names[] = {"shape", "normals", "albedo", "angles", "translation", "gamma",
+                           "world_to_clip"};
+    const TensorShape expected[] = {shape_t.shape(), shape_t.shape(), shape_t.shape(),
+                                    TensorShape({batch, 3}), TensorShape({batch, 3}),
+                                    TensorShape({batch, 3 * kShBands}), TensorShape({4, 4})};
+    for (int i = 1; i < 7; ++i) {
+      OP_REQUIRES(ctx, ctx->input(i).shape() == expected[i],
+                  errors::InvalidArgument(names[i], " must have shape ",
+                                          expected[i].DebugString(), ", got ",
+                                          ctx->input(i).shape().DebugString()));
+    }
+    const Tensor& keypoints_t = ctx->input(7);
+    OP_REQUIRES(ctx, keypoints_t.dims() == 1,
+                errors::InvalidArgument("keypoints must have shape [L], got shape ",
+                                        keypoints_t.shape().DebugString()));
+    OP_REQUIRES_OK(ctx, CheckIndices(keypoints_t, vertex_count - 1, "keypoints", "[0, "));
+    const int64_t landmark_count = keypoints_t.dim_size(0);
+    Tensor* out[5];
+    for (int i = 0; i < 3; ++i) {
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(i, shape_t.shape(), &out[i]));
+    }
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({batch, landmark_count, 2}),
+                                             &out[3]));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({batch, vertex_count, 4}),
+                                             &out[4]));
+    const float* angles = ctx->input(3).flat<float>().data();
+    const float* translation = ctx->input(4).flat<float>().data();
+    const float* gamma = ctx->input(5).flat<float>().data();
+    PoseLightConstants constants = constants_;
+    std::copy_n(ctx->input(6).flat<float>().data(), 16, constants.world_to_clip);
+    std::vector<Pose> poses(batch);
+    for (int64_t b = 0; b < batch; ++b) {
+      RotationMatrix(angles + 3 * b, poses[b].rotation);
+      std::copy_n(translation + 3 * b, 3, poses[b].translation);
+      std::copy_n(gamma + 3 * kShBands * b, 3 * kShBands, poses[b].gamma);
+      for (int c = 0; c < 3; ++c) poses[b].gamma[kShBands * c] += ambient_prior_;
+    }
+    const float* shape = shape_t.flat<float>().data();
+    const float* normals = ctx->input(1).flat<float>().data();
+    const float* albedo = ctx->input(2).flat<float>().data();
+    float* vertices = out[0]->flat<float>().data();
+    float* rotated = out[1]->flat<float>().data();
+    float* colors = out[2]->flat<float>().data();
+    float* clip = out[4]->flat<float>().data();
+    const bool simd = simd_;
+    // Units are (image, vertex) pairs; a shard may span images.
+    ParallelFor(ctx, batch * vertex_count, 120, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin / vertex_count; b * vertex_count < end; ++b) {
+        const int64_t lo = std::max(begin, b * vertex_count) - b * vertex_count;
+        const int64_t hi = std::min(end, (b + 1) * vertex_count) - b * vertex_count;
+        const int64_t o3 = 3 * b * vertex_count;
+        PoseLight(shape + o3, normals + o3, albedo + o3, poses[b], constants, lo, hi,
+                  vertices + o3, rotated + o3, colors + o3, clip + 4 * b * vertex_count, simd);
+      }
+    });
+    const int32_t* keypoints = keypoints_t.flat<int32_t>().data();
+    float* landmarks = out[3]->flat<float>().data();
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t l = 0; l < landmark_count; ++l) {
+        Project(vertices + 3 * (b * vertex_count + keypoints[l]), focal_, principal_point_,
+                camera_distance_, landmarks + 2 * (b * landmark_count + l));
+      }
+    }
+  }
+
+ private:
+  PoseLightConstants constants_;
+  float ambient_prior_ = 0.0f, focal_ = 0.0f, principal_point_ = 0.0f, camera_distance_ = 0.0f;
+  bool simd_ = true;
+};
+
+REGISTER_KERNEL_BUILDER(Name("Deep3dPoseLight").Device(DEVICE_CPU), PoseLightOp);
 REGISTER_KERNEL_BUILDER(Name("Deep3dLinearBasis").Device(DEVICE_CPU), LinearBasisOp);
 REGISTER_KERNEL_BUILDER(Name("Deep3dLinearBasisGrad").Device(DEVICE_CPU), LinearBasisGradOp);
 REGISTER_KERNEL_BUILDER(Name("Deep3dVertexNormals").Device(DEVICE_CPU), VertexNormalsOp);

@@ -44,41 +44,42 @@ inline void Cross(const float a[3], const float b[3], float c[3]) {
   c[2] = a[0] * b[1] - a[1] * b[0];
 }
 
-// x[i] = normalize(x[i]) for the 3-vectors i in [0, count), in two passes
-// that compilers vectorize (the scales, then the products): sqrt and division
-// are exact in every instruction set, so the result does not depend on it.
-// `scale` [count] is scratch.
-DEEP3D_ALWAYS_INLINE void NormalizeManyBody(float* x, int64_t count, float* scale) {
-  for (int64_t i = 0; i < count; ++i) {
-    const float sq =
-        x[3 * i] * x[3 * i] + x[3 * i + 1] * x[3 * i + 1] + x[3 * i + 2] * x[3 * i + 2];
-    scale[i] = 1.0f / std::sqrt(sq > kNormalizeEpsilon ? sq : kNormalizeEpsilon);
-  }
-  for (int64_t i = 0; i < count; ++i) {
-    x[3 * i] *= scale[i];
-    x[3 * i + 1] *= scale[i];
-    x[3 * i + 2] *= scale[i];
-  }
+// x[i] = normalize(x[i]) for the 3-vectors i in [0, count). The AVX2 loop
+// does 8 at a time with the same operations (sqrt and division are exact in
+// every instruction set; max(sq, eps) picks eps for NaN like Normalize3), so
+// the result does not depend on the instruction set.
+inline void NormalizeManyBaseline(float* x, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) Normalize3(x + 3 * i, x + 3 * i);
 }
 
 #if defined(DEEP3D_X86_DISPATCH)
-__attribute__((target("avx2"))) inline void NormalizeManyAvx2(float* x, int64_t count,
-                                                              float* scale) {
-  NormalizeManyBody(x, count, scale);
+__attribute__((target("avx2"))) inline void NormalizeManyAvx2(float* x, int64_t count) {
+  const __m256 eps = _mm256_set1_ps(kNormalizeEpsilon), one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    __m256 vx, vy, vz;
+    Load3x8(x + 3 * i, &vx, &vy, &vz);
+    const __m256 sq = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(vx, vx), _mm256_mul_ps(vy, vy)),
+                                    _mm256_mul_ps(vz, vz));
+    const __m256 inv = _mm256_div_ps(one, _mm256_sqrt_ps(_mm256_max_ps(sq, eps)));
+    Store3x8(x + 3 * i, _mm256_mul_ps(vx, inv), _mm256_mul_ps(vy, inv), _mm256_mul_ps(vz, inv));
+  }
+  NormalizeManyBaseline(x + 3 * i, count - i);
 }
 #endif
 
-inline void NormalizeMany(float* x, int64_t count, float* scale) {
+inline void NormalizeMany(float* x, int64_t count, bool allow_simd = true) {
 #if defined(DEEP3D_X86_DISPATCH)
-  if (HasAvx2()) return NormalizeManyAvx2(x, count, scale);
+  if (allow_simd && HasAvx2()) return NormalizeManyAvx2(x, count);
 #endif
-  NormalizeManyBody(x, count, scale);
+  NormalizeManyBaseline(x, count);
 }
 
 // Face normals of triangles [t_begin, t_end) into face[3 t ..] (unit if
-// normalize_faces); `scale` [t_end - t_begin] is scratch.
+// normalize_faces).
 inline void FaceNormals(const float* shape, const int32_t* triangles, int64_t t_begin,
-                        int64_t t_end, bool normalize_faces, float* face, float* scale) {
+                        int64_t t_end, bool normalize_faces, float* face,
+                        bool allow_simd = true) {
   for (int64_t t = t_begin; t < t_end; ++t) {
     const float* p0 = shape + 3 * static_cast<int64_t>(triangles[3 * t]);
     const float* p1 = shape + 3 * static_cast<int64_t>(triangles[3 * t + 1]);
@@ -87,20 +88,19 @@ inline void FaceNormals(const float* shape, const int32_t* triangles, int64_t t_
     const float b[3] = {p1[0] - p2[0], p1[1] - p2[1], p1[2] - p2[2]};
     Cross(a, b, face + 3 * t);
   }
-  if (normalize_faces) NormalizeMany(face + 3 * t_begin, t_end - t_begin, scale);
+  if (normalize_faces) NormalizeMany(face + 3 * t_begin, t_end - t_begin, allow_simd);
 }
 
-// summed[v] = sum_p face[point_buf[v, p]] (index triangle_count = zero) and
-// normals[v] = normalize(summed[v]) for v in [v_begin, v_end); `scale`
-// [v_end - v_begin] is scratch.
+// summed[v] = sum_p face[point_buf[v, p]] and normals[v] = normalize(summed[v])
+// for v in [v_begin, v_end). face has T + 1 rows, row T zero (the padding
+// index), so the sum needs no branch.
 inline void SumVertexNormals(const float* face, const int32_t* point_buf, int width,
-                             int64_t triangle_count, int64_t v_begin, int64_t v_end,
-                             float* summed, float* normals, float* scale) {
+                             int64_t v_begin, int64_t v_end, float* summed, float* normals,
+                             bool allow_simd = true) {
   for (int64_t v = v_begin; v < v_end; ++v) {
     float s[3] = {0.0f, 0.0f, 0.0f};
     const int32_t* buf = point_buf + v * width;
     for (int p = 0; p < width; ++p) {
-      if (buf[p] >= triangle_count) continue;
       const float* f = face + 3 * static_cast<int64_t>(buf[p]);
       s[0] += f[0];
       s[1] += f[1];
@@ -108,7 +108,7 @@ inline void SumVertexNormals(const float* face, const int32_t* point_buf, int wi
     }
     for (int i = 0; i < 3; ++i) summed[3 * v + i] = normals[3 * v + i] = s[i];
   }
-  NormalizeMany(normals + 3 * v_begin, v_end - v_begin, scale);
+  NormalizeMany(normals + 3 * v_begin, v_end - v_begin, allow_simd);
 }
 
 // Backward for one shape: d shape [N, 3] (written, not accumulated) from
