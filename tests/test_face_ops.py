@@ -140,6 +140,16 @@ def test_vertex_normals_degenerate_triangles_stay_finite():
   assert plain.numpy().tobytes() == normals.numpy().tobytes()
 
 
+def test_vertex_normals_without_triangles_are_zero():
+  shape = np.random.default_rng(0).normal(size=(2, 4, 3)).astype(np.float32)
+  triangles = np.zeros((0, 3), np.int32)
+  point_buf = np.zeros((4, 3), np.int32)  # every entry is the padding index T = 0
+  for simd in (True, False):
+    normals, summed = face_ops.ops().deep3d_vertex_normals(shape, triangles, point_buf,
+                                                           simd=simd)
+    assert not np.any(normals) and not np.any(summed)
+
+
 @pytest.mark.parametrize("edit,message", [
     (lambda s, t, p: (s, t + 100, p), r"triangles\[0, 0\] = 100 is out of range"),
     (lambda s, t, p: (s, t, p + 500), r"point_buf\[0, 0\] = 500 is out of range"),

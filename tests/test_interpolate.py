@@ -135,6 +135,10 @@ def test_out_of_range_ids_and_shape_mismatches_are_rejected():
   bary = tf.zeros([1, 2, 2, 3])
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"triangle_ids value 1 .* out of range \[-1, 1\)"):
     ops.renderer_interpolate(attributes, [[0, 1, 2]], [[[0, 1], [-1, -1]]], bary, [0.0, 0.0])
+  for bad in (-2, -2**31, 2**31 - 1):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"triangle_ids value {bad} at flat index 3 is out of range"):
+      ops.renderer_interpolate(attributes, [[0, 1, 2]], [[[0, -1], [0, bad]]], bary, [0.0, 0.0])
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"background must have shape \[C\] = \[2\]"):
     ops.renderer_interpolate(attributes, [[0, 1, 2]], tf.fill([1, 2, 2], -1), bary, [0.0])
   with pytest.raises(tf.errors.InvalidArgumentError, match="batch size"):

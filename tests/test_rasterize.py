@@ -199,6 +199,9 @@ def test_out_of_range_triangle_index_names_the_value():
     renderer.rasterize(clip[None], [[0, 1, 2], [1, 2, 5]], 8, 8)
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"= -1 is out of range"):
     renderer.rasterize(clip[None], [[0, -1, 2]], 8, 8)
+  for bad in (-2**31, 2**31 - 1):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"triangles\[0, 2\] = {bad} is"):
+      renderer.rasterize(clip[None], [[0, 1, bad]], 8, 8)
 
 
 @pytest.mark.parametrize("kwargs, message", [

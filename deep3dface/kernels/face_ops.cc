@@ -285,16 +285,17 @@ class VertexNormalsOp : public OpKernel {
     float* face = face_t.flat<float>().data();
     float* normals = normals_t->flat<float>().data();
     float* summed = summed_t->flat<float>().data();
+    for (int64_t b = 0; b < batch; ++b) {
+      std::fill_n(face + 3 * (b * face_rows + triangle_count), 3, 0.0f);
+    }
     const bool normalize_faces = normalize_faces_, simd = simd_;
     // Units are (image, triangle) and (image, vertex) pairs; a shard may span images.
     ParallelFor(ctx, batch * triangle_count, 30, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin / triangle_count; b * triangle_count < end; ++b) {
         const int64_t lo = std::max(begin, b * triangle_count) - b * triangle_count;
         const int64_t hi = std::min(end, (b + 1) * triangle_count) - b * triangle_count;
-        float* image_face = face + 3 * b * face_rows;
-        FaceNormals(shape + 3 * b * vertices, triangles, lo, hi, normalize_faces, image_face,
-                    simd);
-        if (hi == triangle_count) std::fill_n(image_face + 3 * triangle_count, 3, 0.0f);
+        FaceNormals(shape + 3 * b * vertices, triangles, lo, hi, normalize_faces,
+                    face + 3 * b * face_rows, simd);
       }
     });
     ParallelFor(ctx, batch * vertices, 10 * width, [&](int64_t begin, int64_t end) {

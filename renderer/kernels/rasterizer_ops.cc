@@ -11,7 +11,6 @@
 // that every output element is computed by exactly one thread in a fixed
 // order, so results are bit-identical for any thread count.
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <string>
 
@@ -62,6 +61,23 @@ Status CheckRank(const Tensor& t, int rank, const char* name, const char* layout
   return Status();
 }
 
+// Whether any of values[0, n) lies outside [lo, hi), lo <= 0: one unsigned
+// compare per value (values below lo wrap above the bound), OR-reduced without
+// an early exit so that compilers vectorize it; callers search for the
+// offending value only when there is one.
+bool AnyOutside(const int32_t* values, int64_t n, int32_t lo, int64_t hi) {
+  if (hi <= lo) return n > 0;
+  // hi - lo, capped at the count of int32 values >= lo (a larger hi admits them all).
+  const uint32_t bound =
+      static_cast<uint32_t>(std::min<int64_t>(hi - lo, int64_t{INT32_MAX} - lo + 1));
+  const uint32_t shift = static_cast<uint32_t>(-static_cast<int64_t>(lo));
+  uint32_t outside = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    outside |= static_cast<uint32_t>(values[i]) + shift >= bound;
+  }
+  return outside != 0;
+}
+
 Status CheckTriangles(const Tensor& triangles, int64_t vertex_count) {
   if (triangles.dims() != 2 || triangles.dim_size(1) != 3) {
     return errors::InvalidArgument("triangles must have shape [T, 3], got shape ",
@@ -69,6 +85,7 @@ Status CheckTriangles(const Tensor& triangles, int64_t vertex_count) {
   }
   const int32_t* tri = triangles.flat<int32_t>().data();
   const int64_t n = triangles.NumElements();
+  if (!AnyOutside(tri, n, 0, vertex_count)) return Status();
   for (int64_t i = 0; i < n; ++i) {
     if (tri[i] < 0 || tri[i] >= vertex_count) {
       return errors::InvalidArgument("triangles[", i / 3, ", ", i % 3, "] = ", tri[i],
@@ -80,7 +97,7 @@ Status CheckTriangles(const Tensor& triangles, int64_t vertex_count) {
 
 // Rasterizer output given to the interpolation/gradient ops: ids [B,H,W] in
 // [-1, T) and barycentrics [B,H,W,3].
-Status CheckRasterOutput(OpKernelContext* ctx, const Tensor& ids, const Tensor& bary,
+Status CheckRasterOutput(const Tensor& ids, const Tensor& bary,
                          int64_t batch, int64_t triangle_count) {
   TF_RETURN_IF_ERROR(CheckRank(ids, 3, "triangle_ids", "[B, H, W]"));
   if (ids.dim_size(0) != batch) {
@@ -95,20 +112,13 @@ Status CheckRasterOutput(OpKernelContext* ctx, const Tensor& ids, const Tensor& 
                                    bary.shape().DebugString());
   }
   const int32_t* id = ids.flat<int32_t>().data();
-  std::atomic<int64_t> bad{-1};
-  ParallelFor(ctx, ids.NumElements(), 2, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      if (id[p] < kEmptyTriangle || id[p] >= triangle_count) {
-        int64_t expected = -1;
-        bad.compare_exchange_strong(expected, p);
-        return;
-      }
+  const int64_t n = ids.NumElements();
+  if (!AnyOutside(id, n, kEmptyTriangle, triangle_count)) return Status();
+  for (int64_t p = 0; p < n; ++p) {
+    if (id[p] < kEmptyTriangle || id[p] >= triangle_count) {
+      return errors::InvalidArgument("triangle_ids value ", id[p], " at flat index ", p,
+                                     " is out of range [-1, ", triangle_count, ")");
     }
-  });
-  if (bad.load() >= 0) {
-    const int64_t p = bad.load();
-    return errors::InvalidArgument("triangle_ids value ", id[p], " at flat index ", p,
-                                   " is out of range [-1, ", triangle_count, ")");
   }
   return Status();
 }
@@ -292,7 +302,7 @@ class RasterizeGradOp : public OpKernel {
                                         clip.shape().DebugString()));
     const int64_t batch = clip.dim_size(0), vertex_count = clip.dim_size(1);
     OP_REQUIRES_OK(ctx, CheckTriangles(triangles, vertex_count));
-    OP_REQUIRES_OK(ctx, CheckRasterOutput(ctx, ids_t, bary_t, batch, triangles.dim_size(0)));
+    OP_REQUIRES_OK(ctx, CheckRasterOutput(ids_t, bary_t, batch, triangles.dim_size(0)));
     OP_REQUIRES(ctx, grad_t.shape() == bary_t.shape(),
                 errors::InvalidArgument("df_dbarycentrics must have the shape of barycentrics ",
                                         bary_t.shape().DebugString(), ", got ",
@@ -334,7 +344,7 @@ class InterpolateOp : public OpKernel {
     const int64_t batch = attr_t.dim_size(0), vertex_count = attr_t.dim_size(1);
     const int channels = static_cast<int>(attr_t.dim_size(2));
     OP_REQUIRES_OK(ctx, CheckTriangles(triangles, vertex_count));
-    OP_REQUIRES_OK(ctx, CheckRasterOutput(ctx, ids_t, bary_t, batch, triangles.dim_size(0)));
+    OP_REQUIRES_OK(ctx, CheckRasterOutput(ids_t, bary_t, batch, triangles.dim_size(0)));
     OP_REQUIRES(ctx, background_t.dims() == 1 && background_t.dim_size(0) == channels,
                 errors::InvalidArgument("background must have shape [C] = [", channels,
                                         "], got shape ", background_t.shape().DebugString()));
@@ -381,7 +391,7 @@ class InterpolateGradOp : public OpKernel {
     const int64_t batch = attr_t.dim_size(0), vertex_count = attr_t.dim_size(1);
     const int channels = static_cast<int>(attr_t.dim_size(2));
     OP_REQUIRES_OK(ctx, CheckTriangles(triangles, vertex_count));
-    OP_REQUIRES_OK(ctx, CheckRasterOutput(ctx, ids_t, bary_t, batch, triangles.dim_size(0)));
+    OP_REQUIRES_OK(ctx, CheckRasterOutput(ids_t, bary_t, batch, triangles.dim_size(0)));
     TensorShape image_shape = ids_t.shape();
     image_shape.AddDim(channels);
     OP_REQUIRES(ctx, grad_t.shape() == image_shape,
