@@ -22,6 +22,7 @@
 #include "deep3dface/kernels/linear_basis.h"
 #include "deep3dface/kernels/pose_light.h"
 #include "deep3dface/kernels/vertex_normals.h"
+#include "renderer/kernels/index_range.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -46,6 +47,19 @@ void ParallelFor(OpKernelContext* ctx, int64_t total, int64_t cost_per_unit,
                  const std::function<void(int64_t, int64_t)>& fn) {
   const auto& pool = *ctx->device()->tensorflow_cpu_worker_threads();
   ::tensorflow::Shard(pool.num_threads, pool.workers, total, cost_per_unit, fn);
+}
+
+// Shards (image, element) units, batch x count of them, over the pool and
+// calls fn(b, lo, hi) for each image b's elements [lo, hi) in a shard (a
+// shard may span images).
+template <typename Fn>
+void ParallelForImages(OpKernelContext* ctx, int64_t batch, int64_t count, int64_t cost_per_unit,
+                       const Fn& fn) {
+  ParallelFor(ctx, batch * count, cost_per_unit, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin / count; b * count < end; ++b) {
+      fn(b, std::max(begin, b * count) - b * count, std::min(end, (b + 1) * count) - b * count);
+    }
+  });
 }
 
 Status CheckBasis(const Tensor& basis) {
@@ -185,12 +199,7 @@ class LinearBasisGradOp : public OpKernel {
 Status CheckIndices(const Tensor& t, int64_t limit, const char* name, const char* range) {
   const int32_t* idx = t.flat<int32_t>().data();
   const int64_t n = t.NumElements();
-  // One unsigned comparison per index (negatives wrap above any limit), OR-
-  // reduced so that compilers vectorize it; the search runs on failure only.
-  const uint32_t bound = static_cast<uint32_t>(std::min<int64_t>(limit, INT32_MAX));
-  uint32_t outside = limit < 0 ? (n > 0) : 0;
-  for (int64_t i = 0; i < n; ++i) outside |= static_cast<uint32_t>(idx[i]) > bound;
-  if (!outside) return Status();
+  if (!::renderer::AnyOutside(idx, n, 0, limit + 1)) return Status();
   const int64_t width = t.dims() == 2 ? t.dim_size(1) : 1;
   for (int64_t i = 0; i < n; ++i) {
     if (idx[i] < 0 || idx[i] > limit) {
@@ -289,22 +298,13 @@ class VertexNormalsOp : public OpKernel {
       std::fill_n(face + 3 * (b * face_rows + triangle_count), 3, 0.0f);
     }
     const bool normalize_faces = normalize_faces_, simd = simd_;
-    // Units are (image, triangle) and (image, vertex) pairs; a shard may span images.
-    ParallelFor(ctx, batch * triangle_count, 30, [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin / triangle_count; b * triangle_count < end; ++b) {
-        const int64_t lo = std::max(begin, b * triangle_count) - b * triangle_count;
-        const int64_t hi = std::min(end, (b + 1) * triangle_count) - b * triangle_count;
-        FaceNormals(shape + 3 * b * vertices, triangles, lo, hi, normalize_faces,
-                    face + 3 * b * face_rows, simd);
-      }
+    ParallelForImages(ctx, batch, triangle_count, 30, [&](int64_t b, int64_t lo, int64_t hi) {
+      FaceNormals(shape + 3 * b * vertices, triangles, lo, hi, normalize_faces,
+                  face + 3 * b * face_rows, simd);
     });
-    ParallelFor(ctx, batch * vertices, 10 * width, [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin / vertices; b * vertices < end; ++b) {
-        const int64_t lo = std::max(begin, b * vertices) - b * vertices;
-        const int64_t hi = std::min(end, (b + 1) * vertices) - b * vertices;
-        SumVertexNormals(face + 3 * b * face_rows, point_buf, width, lo, hi,
-                         summed + 3 * b * vertices, normals + 3 * b * vertices, simd);
-      }
+    ParallelForImages(ctx, batch, vertices, 10 * width, [&](int64_t b, int64_t lo, int64_t hi) {
+      SumVertexNormals(face + 3 * b * face_rows, point_buf, width, lo, hi,
+                       summed + 3 * b * vertices, normals + 3 * b * vertices, simd);
     });
   }
 
@@ -463,15 +463,10 @@ class PoseLightOp : public OpKernel {
     float* colors = out[2]->flat<float>().data();
     float* clip = out[4]->flat<float>().data();
     const bool simd = simd_;
-    // Units are (image, vertex) pairs; a shard may span images.
-    ParallelFor(ctx, batch * vertex_count, 120, [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin / vertex_count; b * vertex_count < end; ++b) {
-        const int64_t lo = std::max(begin, b * vertex_count) - b * vertex_count;
-        const int64_t hi = std::min(end, (b + 1) * vertex_count) - b * vertex_count;
-        const int64_t o3 = 3 * b * vertex_count;
-        PoseLight(shape + o3, normals + o3, albedo + o3, poses[b], constants, lo, hi,
-                  vertices + o3, rotated + o3, colors + o3, clip + 4 * b * vertex_count, simd);
-      }
+    ParallelForImages(ctx, batch, vertex_count, 120, [&](int64_t b, int64_t lo, int64_t hi) {
+      const int64_t o3 = 3 * b * vertex_count;
+      PoseLight(shape + o3, normals + o3, albedo + o3, poses[b], constants, lo, hi,
+                vertices + o3, rotated + o3, colors + o3, clip + 4 * b * vertex_count, simd);
     });
     const int32_t* keypoints = keypoints_t.flat<int32_t>().data();
     float* landmarks = out[3]->flat<float>().data();
