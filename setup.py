@@ -19,12 +19,16 @@ from setuptools.command.build_ext import build_ext
 ROOT = os.path.dirname(os.path.abspath(__file__))
 # TensorFlow op libraries: (module, sources, headers).
 OP_LIBRARIES = [
-    ("renderer._rasterizer_ops", ["renderer/kernels/rasterizer_ops.cc"],
-     ["renderer/kernels/index_range.h", "renderer/kernels/rasterizer_core.h"]),
+    ("renderer._rasterizer_ops",
+     ["renderer/kernels/phong_ops.cc", "renderer/kernels/rasterizer_ops.cc"],
+     ["renderer/kernels/index_range.h", "renderer/kernels/phong_core.h",
+      "renderer/kernels/rasterizer_avx2.h", "renderer/kernels/rasterizer_core.h",
+      "renderer/kernels/rasterizer_cpu.h", "renderer/kernels/tf_kernel_support.h"]),
     ("deep3dface._face_ops", ["deep3dface/kernels/face_ops.cc"],
      ["deep3dface/kernels/linear_basis.h", "deep3dface/kernels/pose_light.h",
       "deep3dface/kernels/simd_dispatch.h",
-      "deep3dface/kernels/vertex_normals.h", "renderer/kernels/index_range.h"]),
+      "deep3dface/kernels/vertex_normals.h", "renderer/kernels/index_range.h",
+      "renderer/kernels/tf_kernel_support.h"]),
 ]
 CXX_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off",
              "-Wno-deprecated-declarations"]

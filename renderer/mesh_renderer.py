@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from renderer import _checks
 from renderer import camera_utils
+from renderer._op_library import ops
 from renderer.rasterize import interpolate, rasterize
 
 # tf_mesh_renderer's defaults.
@@ -127,6 +128,27 @@ def _shade_pixels(pixels, light_positions, light_intensities, camera_position,
                        camera_position, specular, shininess, ambient_color, legacy_specular)
 
 
+def _shade_pixels_op(pixels, light_positions, light_intensities, camera_position,
+                     shininess_coefficients, ambient_color):
+  """_shade_pixels (without legacy_specular) as one C++ op (kernels/phong_core.h)."""
+  batch_size = tf.shape(pixels)[0]
+  if ambient_color is None:
+    ambient_color = tf.zeros([batch_size, 3])
+  if camera_position is None:
+    camera_position = tf.zeros([batch_size, 3])
+  if shininess_coefficients is None:
+    shininess = tf.zeros([batch_size])
+  else:
+    shininess = tf.broadcast_to(tf.reshape(shininess_coefficients, [-1]), [batch_size])
+  return ops().renderer_phong_shade(pixels, light_positions, light_intensities, ambient_color,
+                                    camera_position, shininess)
+
+
+@tf.RegisterGradient("RendererPhongShade")
+def _phong_shade_grad(op, d_rgba):
+  return ops().renderer_phong_shade_grad(*op.inputs, d_rgba)
+
+
 def mesh_renderer(vertices, triangles, normals, diffuse_colors, camera_position,
                   camera_lookat, camera_up, light_positions, light_intensities, image_width,
                   image_height, specular_colors=None, shininess_coefficients=None,
@@ -206,8 +228,10 @@ def mesh_renderer(vertices, triangles, normals, diffuse_colors, camera_position,
   pixels = interpolate(vertex_attributes, triangles, raster.triangle_ids, raster.barycentrics,
                        tf.fill([tf.shape(vertex_attributes)[2]], BACKGROUND_ATTRIBUTE))
   per_pixel_shininess = specular_colors is not None and shininess_coefficients.shape.rank == 2
-  return _shade_pixels(
-      pixels, light_positions, light_intensities,
-      camera_position if specular_colors is not None else None,
-      None if per_pixel_shininess or specular_colors is None else shininess_coefficients,
-      ambient_color, legacy_specular)
+  shading_args = (pixels, light_positions, light_intensities,
+                  camera_position if specular_colors is not None else None,
+                  None if per_pixel_shininess or specular_colors is None else shininess_coefficients,
+                  ambient_color)
+  if legacy_specular:
+    return _shade_pixels(*shading_args, legacy_specular)
+  return _shade_pixels_op(*shading_args)

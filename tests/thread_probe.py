@@ -27,6 +27,20 @@ with tf.GradientTape() as tape:
   loss = tf.reduce_sum(image * tf.random.stateless_uniform(image.shape, [5, 6]))
 grads = tape.gradient(loss, [batch, colors])
 
+# mesh_renderer with two lights, specular and per-vertex shininess (Phong op).
+lights = tf.constant(rng.uniform(-2, 2, size=(3, 2, 3)).astype(np.float32) + [0, 0, 3])
+eye = tf.constant([[0.3, 0.2, 3.0]] * 3)
+normals_in = tf.math.l2_normalize(batch + [0.0, 0.0, 1.0], axis=-1)
+with tf.GradientTape() as tape:
+  tape.watch([batch, colors, lights, eye])
+  shaded = renderer.mesh_renderer(batch, triangles, normals_in, colors, eye, [0.0, 0.0, 0.0],
+                                  [0.0, 1.0, 0.0], lights, tf.ones([3, 2, 3]), 96, 80,
+                                  specular_colors=colors[..., ::-1],
+                                  shininess_coefficients=3.0 + colors[..., 0],
+                                  ambient_color=[0.1, 0.2, 0.3], fov_y=40.0, near_clip=0.1)
+  shaded_loss = tf.reduce_sum(shaded * tf.random.stateless_uniform(shaded.shape, [7, 8]))
+shaded_grads = tape.gradient(shaded_loss, [batch, colors, lights, eye])
+
 # The face model's C++ ops (deep3dface.face_ops): bases, normals, pose and light.
 from deep3dface import bfm, face_ops, posing  # pylint: disable=g-import-not-at-top
 
@@ -47,6 +61,7 @@ with tf.GradientTape() as tape:
 face_grads = tape.gradient(face_loss, [coeff, shape])
 np.savez(path, ids=raster.triangle_ids.numpy(), bary=raster.barycentrics.numpy(),
          depth=raster.depth.numpy(), image=image.numpy(), dv=grads[0].numpy(),
-         dc=grads[1].numpy(), combined=combined.numpy(), normals=normals.numpy(),
+         dc=grads[1].numpy(), shaded=shaded.numpy(),
+         **{f"shaded_d{i}": g.numpy() for i, g in enumerate(shaded_grads)}, combined=combined.numpy(), normals=normals.numpy(),
          d_coeff=face_grads[0].numpy(), d_shape=face_grads[1].numpy(),
          **{f"posed_{k}": v.numpy() for k, v in posed._asdict().items()})

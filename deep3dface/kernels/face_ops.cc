@@ -23,31 +23,12 @@
 #include "deep3dface/kernels/pose_light.h"
 #include "deep3dface/kernels/vertex_normals.h"
 #include "renderer/kernels/index_range.h"
-#include "tensorflow/core/framework/op.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/shape_inference.h"
-#include "tensorflow/core/util/work_sharder.h"
+#include "renderer/kernels/tf_kernel_support.h"
 
 namespace deep3dface {
 namespace {
 
-using ::tensorflow::DEVICE_CPU;
-using ::tensorflow::OpKernel;
-using ::tensorflow::OpKernelConstruction;
-using ::tensorflow::OpKernelContext;
-using ::tensorflow::Status;
-using ::tensorflow::Tensor;
-using ::tensorflow::TensorShape;
-using ::tensorflow::shape_inference::DimensionHandle;
-using ::tensorflow::shape_inference::InferenceContext;
-using ::tensorflow::shape_inference::ShapeHandle;
-namespace errors = ::tensorflow::errors;
-
-void ParallelFor(OpKernelContext* ctx, int64_t total, int64_t cost_per_unit,
-                 const std::function<void(int64_t, int64_t)>& fn) {
-  const auto& pool = *ctx->device()->tensorflow_cpu_worker_threads();
-  ::tensorflow::Shard(pool.num_threads, pool.workers, total, cost_per_unit, fn);
-}
+using namespace ::renderer::tf_kernels;  // NOLINT: TensorFlow names and ParallelFor
 
 // Shards (image, element) units, batch x count of them, over the pool and
 // calls fn(b, lo, hi) for each image b's elements [lo, hi) in a shard (a

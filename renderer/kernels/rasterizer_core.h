@@ -198,7 +198,9 @@ RENDERER_HD bool BarycentricGrad(const float* v0, const float* v1, const float* 
 }
 
 // ---------------------------------------------------------------------------
-// CPU drivers. Each works on one image; callers shard over images and rows.
+// Baseline CPU drivers (portable; SSE2 for the vertex bounds). Each works on
+// one image; callers shard over images and rows. rasterizer_cpu.h picks these
+// or their AVX2 versions (rasterizer_avx2.h).
 // ---------------------------------------------------------------------------
 
 // Fills ids with kEmptyTriangle, barycentrics with 0 and depth with 1 for
@@ -215,8 +217,8 @@ inline void ClearRows(int width, int row_begin, int row_end, int32_t* ids, float
 }
 
 // bounds[v] = VertexPixelBounds(clip + 4 v) for v in [begin, end).
-inline void ProjectVertexBounds(const float* clip, int64_t begin, int64_t end, int width,
-                                int height, PixelBounds* bounds) {
+inline void ProjectVertexBoundsBaseline(const float* clip, int64_t begin, int64_t end,
+                                        int width, int height, PixelBounds* bounds) {
 #if defined(RENDERER_CPU_SSE2)
   // The same arithmetic as VertexPixelBounds, one vertex per 4-lane vector
   // (tests/cc/core_test.cc checks that both agree bit for bit).
@@ -254,82 +256,141 @@ inline void ProjectVertexBounds(const float* clip, int64_t begin, int64_t end, i
 #endif
 }
 
-// Rasterizes all triangles, in index order, into rows [row_begin, row_end) of
-// one image. ids/bary/depth point at the image's full buffers and must have
-// been cleared for those rows. Results per pixel do not depend on how rows
-// are split, so any sharding gives bit-identical output.
-inline void RasterizeRows(const float* clip, const PixelBounds* bounds,
-                          const int32_t* triangles, int64_t triangle_count, int width,
-                          int height, int row_begin, int row_end, int32_t* ids,
-                          float* bary, float* depth) {
+// Rasterizes triangle t into rows [row_begin, row_end) of one image (see
+// RasterizeRows).
+inline void RasterizeTriangle(const float* clip, const PixelBounds* bounds,
+                              const int32_t* triangles, int64_t t, int width, int height,
+                              int row_begin, int row_end, int32_t* ids, float* bary,
+                              float* depth) {
   float e[3], z;
-  for (int64_t t = 0; t < triangle_count; ++t) {
-    const int32_t i0 = triangles[3 * t], i1 = triangles[3 * t + 1], i2 = triangles[3 * t + 2];
-    const PixelBounds box = TriangleBounds(bounds[i0], bounds[i1], bounds[i2]);
-    const int x0 = box.x_lo, x1 = 1 - box.neg_x_hi;  // [x0, x1)
-    int y0 = box.y_lo, y1 = 1 - box.neg_y_hi;
-    const bool whole_image = x0 == 0 && y0 == 0 && x1 == width && y1 == height;
-    if (y0 < row_begin) y0 = row_begin;
-    if (y1 > row_end) y1 = row_end;
-    if (x0 >= x1 || y0 >= y1) continue;
-    const float* v0 = clip + 4 * i0;
-    const float* v1 = clip + 4 * i1;
-    const float* v2 = clip + 4 * i2;
-    if (whole_image && !DrawableAcrossEye(v0, v1, v2)) continue;
-    for (int iy = y0; iy < y1; ++iy) {
-      const float py = PixelCenterNdc(iy, height);
-      const int64_t row = static_cast<int64_t>(iy) * width;
-      for (int ix = x0; ix < x1; ++ix) {
-        if (!TestPixel(v0, v1, v2, PixelCenterNdc(ix, width), py, e, &z)) continue;
-        const int64_t p = row + ix;
-        if (z > depth[p]) continue;
-        ids[p] = static_cast<int32_t>(t);
-        depth[p] = z;
-        Barycentrics(e, bary + 3 * p);
-      }
+  const int32_t i0 = triangles[3 * t], i1 = triangles[3 * t + 1], i2 = triangles[3 * t + 2];
+  const PixelBounds box = TriangleBounds(bounds[i0], bounds[i1], bounds[i2]);
+  const int x0 = box.x_lo, x1 = 1 - box.neg_x_hi;  // [x0, x1)
+  int y0 = box.y_lo, y1 = 1 - box.neg_y_hi;
+  const bool whole_image = x0 == 0 && y0 == 0 && x1 == width && y1 == height;
+  if (y0 < row_begin) y0 = row_begin;
+  if (y1 > row_end) y1 = row_end;
+  if (x0 >= x1 || y0 >= y1) return;
+  const float* v0 = clip + 4 * i0;
+  const float* v1 = clip + 4 * i1;
+  const float* v2 = clip + 4 * i2;
+  if (whole_image && !DrawableAcrossEye(v0, v1, v2)) return;
+  for (int iy = y0; iy < y1; ++iy) {
+    const float py = PixelCenterNdc(iy, height);
+    const int64_t row = static_cast<int64_t>(iy) * width;
+    for (int ix = x0; ix < x1; ++ix) {
+      if (!TestPixel(v0, v1, v2, PixelCenterNdc(ix, width), py, e, &z)) continue;
+      const int64_t p = row + ix;
+      if (z > depth[p]) continue;
+      ids[p] = static_cast<int32_t>(t);
+      depth[p] = z;
+      Barycentrics(e, bary + 3 * p);
     }
   }
 }
 
+// Rasterizes all triangles, in index order, into rows [row_begin, row_end) of
+// one image. ids/bary/depth point at the image's full buffers and must have
+// been cleared for those rows. Results per pixel do not depend on how rows
+// are split, so any sharding gives bit-identical output.
+inline void RasterizeRowsBaseline(const float* clip, const PixelBounds* bounds,
+                                  const int32_t* triangles, int64_t triangle_count, int width,
+                                  int height, int row_begin, int row_end, int32_t* ids,
+                                  float* bary, float* depth) {
+  for (int64_t t = 0; t < triangle_count; ++t) {
+    RasterizeTriangle(clip, bounds, triangles, t, width, height, row_begin, row_end, ids, bary,
+                      depth);
+  }
+}
+
+// Adds the gradient dv (BarycentricGrad) of one pixel to its triangle's
+// vertices in dclip [V, 4] (x, y, w; z has no gradient).
+inline void ScatterVertexGrad(const int32_t* tri, const float dv[9], float* dclip) {
+  for (int m = 0; m < 3; ++m) {
+    float* d = dclip + 4 * static_cast<int64_t>(tri[m]);
+    d[0] += dv[3 * m + 0];
+    d[1] += dv[3 * m + 1];
+    d[3] += dv[3 * m + 2];
+  }
+}
+
+// Gradient of pixel (ix, iy) (see RasterizeBackwardImage), added to dclip.
+inline void RasterizeBackwardPixel(const float* clip, const int32_t* triangles,
+                                   const int32_t* ids, const float* bary,
+                                   const float* df_dbary, int width, int height, int ix,
+                                   int iy, float* dclip) {
+  const int64_t p = static_cast<int64_t>(iy) * width + ix;
+  const int32_t t = ids[p];
+  if (t < 0) return;
+  const float* g = df_dbary + 3 * p;
+  if (g[0] == 0.0f && g[1] == 0.0f && g[2] == 0.0f) return;
+  const int32_t* tri = triangles + 3 * static_cast<int64_t>(t);
+  float dv[9];
+  if (!BarycentricGrad(clip + 4 * tri[0], clip + 4 * tri[1], clip + 4 * tri[2],
+                       PixelCenterNdc(ix, width), PixelCenterNdc(iy, height), bary + 3 * p, g,
+                       dv)) {
+    return;
+  }
+  ScatterVertexGrad(tri, dv, dclip);
+}
+
 // Accumulates d f / d clip for one image into dclip [V, 4] (z stays 0), in
 // pixel order, so the sum is deterministic.
-inline void RasterizeBackwardImage(const float* clip, const int32_t* triangles,
-                                   const int32_t* ids, const float* bary,
-                                   const float* df_dbary, int width,
-                                   int height, float* dclip) {
-  float dv[9];
+inline void RasterizeBackwardImageBaseline(const float* clip, const int32_t* triangles,
+                                           const int32_t* ids, const float* bary,
+                                           const float* df_dbary, int width, int height,
+                                           float* dclip) {
   for (int iy = 0; iy < height; ++iy) {
-    const float py = PixelCenterNdc(iy, height);
     for (int ix = 0; ix < width; ++ix) {
-      const int64_t p = static_cast<int64_t>(iy) * width + ix;
-      const int32_t t = ids[p];
-      if (t < 0) continue;
-      const float* g = df_dbary + 3 * p;
-      if (g[0] == 0.0f && g[1] == 0.0f && g[2] == 0.0f) continue;
-      const int32_t* tri = triangles + 3 * static_cast<int64_t>(t);
-      const float px = PixelCenterNdc(ix, width);
-      if (!BarycentricGrad(clip + 4 * tri[0], clip + 4 * tri[1], clip + 4 * tri[2], px, py,
-                           bary + 3 * p, g, dv)) {
-        continue;
-      }
-      for (int m = 0; m < 3; ++m) {
-        float* d = dclip + 4 * static_cast<int64_t>(tri[m]);
-        d[0] += dv[3 * m + 0];
-        d[1] += dv[3 * m + 1];
-        d[3] += dv[3 * m + 2];
-      }
+      RasterizeBackwardPixel(clip, triangles, ids, bary, df_dbary, width, height, ix, iy,
+                             dclip);
     }
   }
 }
+
+// sum_c g[c] a[c] for c < channels, in the order an 8-lane vector unit adds
+// it (so the scalar and AVX2 gradients agree bit for bit): lane l sums the
+// products of channels l, l + 8, ... (a missing channel adds +0), then
+// ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
+// AddLanes8 adds the products of channels [c0, min(c0 + 8, channels)).
+inline void AddLanes8(const float* g, const float* a, int c0, int channels, float lane[8]) {
+  for (int l = 0; l < 8; ++l) lane[l] += c0 + l < channels ? g[c0 + l] * a[c0 + l] : 0.0f;
+}
+
+inline float SumLanes8(const float lane[8]) {
+  return ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+}
+
+inline float DotInLanes8(const float* g, const float* a, int channels) {
+  float lane[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  for (int c0 = 0; c0 < channels; c0 += 8) AddLanes8(g, a, c0, channels, lane);
+  return SumLanes8(lane);
+}
+
+// The per-pixel arithmetic of interpolation, one channel at a time (the
+// AVX2 version is Avx2Rows in rasterizer_avx2.h).
+struct ScalarRows {
+  // out[c] = b0 a0[c] + b1 a1[c] + b2 a2[c].
+  static void Blend(const float* a0, const float* a1, const float* a2, float b0, float b1,
+                    float b2, int channels, float* out) {
+    for (int c = 0; c < channels; ++c) out[c] = b0 * a0[c] + b1 * a1[c] + b2 * a2[c];
+  }
+  // d[c] += b g[c]; returns g . a (DotInLanes8).
+  static float Backward(const float* g, const float* a, float b, int channels, float* d) {
+    for (int c = 0; c < channels; ++c) d[c] += b * g[c];
+    return DotInLanes8(g, a, channels);
+  }
+};
 
 // out[p, :] = sum_i bary[p, i] * attr[tri[ids[p]][i], :], or background where
 // ids[p] is empty, for pixels [begin, end) of one image. kChannels > 0 is the
 // channel count as a compile-time constant (so the per-channel loops unroll);
 // 0 means `runtime_channels`.
-template <int kChannels>
-void InterpolatePixelsT(const float* attr, int runtime_channels, const int32_t* triangles,
-                        const int32_t* ids, const float* bary, const float* background,
-                        int64_t begin, int64_t end, float* out) {
+template <int kChannels, typename Rows = ScalarRows>
+void InterpolatePixelsBaseline(const float* attr, int runtime_channels,
+                               const int32_t* triangles, const int32_t* ids, const float* bary,
+                               const float* background, int64_t begin, int64_t end,
+                               float* out) {
   const int channels = kChannels > 0 ? kChannels : runtime_channels;
   for (int64_t p = begin; p < end; ++p) {
     float* o = out + p * channels;
@@ -339,23 +400,22 @@ void InterpolatePixelsT(const float* attr, int runtime_channels, const int32_t* 
       continue;
     }
     const int32_t* tri = triangles + 3 * static_cast<int64_t>(t);
-    const float* a0 = attr + static_cast<int64_t>(tri[0]) * channels;
-    const float* a1 = attr + static_cast<int64_t>(tri[1]) * channels;
-    const float* a2 = attr + static_cast<int64_t>(tri[2]) * channels;
-    const float b0 = bary[3 * p], b1 = bary[3 * p + 1], b2 = bary[3 * p + 2];
-    for (int c = 0; c < channels; ++c) o[c] = b0 * a0[c] + b1 * a1[c] + b2 * a2[c];
+    Rows::Blend(attr + static_cast<int64_t>(tri[0]) * channels,
+                attr + static_cast<int64_t>(tri[1]) * channels,
+                attr + static_cast<int64_t>(tri[2]) * channels, bary[3 * p], bary[3 * p + 1],
+                bary[3 * p + 2], channels, o);
   }
 }
 
-// Backward of InterpolatePixelsT for one image, in one pass over its pixels:
-// writes d f / d bary (0 on empty pixels) and accumulates d f / d attr [V, C]
-// and d f / d background [C] in pixel order (deterministic). df_dattr and
-// df_dbackground must be zeroed by the caller.
-template <int kChannels>
-void InterpolateBackwardT(const float* attr, int runtime_channels, const int32_t* triangles,
-                          const int32_t* ids, const float* bary, const float* df_dout,
-                          int64_t pixel_count, float* df_dbary, float* df_dattr,
-                          float* df_dbackground) {
+// Backward of InterpolatePixelsBaseline for one image, in one pass over its
+// pixels: writes d f / d bary (0 on empty pixels) and accumulates
+// d f / d attr [V, C] and d f / d background [C] in pixel order
+// (deterministic). df_dattr and df_dbackground must be zeroed by the caller.
+template <int kChannels, typename Rows = ScalarRows>
+void InterpolateBackwardBaseline(const float* attr, int runtime_channels,
+                                 const int32_t* triangles, const int32_t* ids,
+                                 const float* bary, const float* df_dout, int64_t pixel_count,
+                                 float* df_dbary, float* df_dattr, float* df_dbackground) {
   const int channels = kChannels > 0 ? kChannels : runtime_channels;
   for (int64_t p = 0; p < pixel_count; ++p) {
     const float* g = df_dout + p * channels;
@@ -369,15 +429,7 @@ void InterpolateBackwardT(const float* attr, int runtime_channels, const int32_t
     const int32_t* tri = triangles + 3 * static_cast<int64_t>(t);
     for (int i = 0; i < 3; ++i) {
       const int64_t offset = static_cast<int64_t>(tri[i]) * channels;
-      const float* a = attr + offset;
-      float* d = df_dattr + offset;
-      const float b = bary[3 * p + i];
-      float s = 0.0f;
-      for (int c = 0; c < channels; ++c) {
-        s += g[c] * a[c];
-        d[c] += b * g[c];
-      }
-      db[i] = s;
+      db[i] = Rows::Backward(g, attr + offset, bary[3 * p + i], channels, df_dattr + offset);
     }
   }
 }

@@ -15,52 +15,21 @@
 #include <string>
 
 #include "renderer/kernels/index_range.h"
-#include "renderer/kernels/rasterizer_core.h"
-#include "tensorflow/core/framework/op.h"
-#include "tensorflow/core/framework/op_kernel.h"
-#include "tensorflow/core/framework/shape_inference.h"
-#include "tensorflow/core/util/work_sharder.h"
+#include "renderer/kernels/rasterizer_cpu.h"
+#include "renderer/kernels/tf_kernel_support.h"
 
 namespace renderer {
 namespace {
 
-using ::tensorflow::DEVICE_CPU;
-using ::tensorflow::OpKernel;
-using ::tensorflow::OpKernelConstruction;
-using ::tensorflow::OpKernelContext;
-using ::tensorflow::Status;
-using ::tensorflow::Tensor;
-using ::tensorflow::TensorShape;
-using ::tensorflow::shape_inference::DimensionHandle;
-using ::tensorflow::shape_inference::InferenceContext;
-using ::tensorflow::shape_inference::ShapeHandle;
-namespace errors = ::tensorflow::errors;
+using namespace tf_kernels;  // NOLINT: TensorFlow names and ParallelFor
 
 // Rough per-unit costs (in cycles) that guide Shard's block sizes.
 constexpr int64_t kCostPerVertex = 40;
 constexpr int64_t kCostPerPixel = 60;
 
-void ParallelFor(OpKernelContext* ctx, int64_t total, int64_t cost_per_unit,
-                 const std::function<void(int64_t, int64_t)>& fn) {
-  const auto& pool = *ctx->device()->tensorflow_cpu_worker_threads();
-  ::tensorflow::Shard(pool.num_threads, pool.workers, total, cost_per_unit, fn);
-}
-
-int NumThreads(OpKernelContext* ctx) {
-  return ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
-}
-
 // ---------------------------------------------------------------------------
 // Shared validation.
 // ---------------------------------------------------------------------------
-
-Status CheckRank(const Tensor& t, int rank, const char* name, const char* layout) {
-  if (t.dims() != rank) {
-    return errors::InvalidArgument(name, " must have shape ", layout, ", got shape ",
-                                   t.shape().DebugString());
-  }
-  return Status();
-}
 
 Status CheckTriangles(const Tensor& triangles, int64_t vertex_count) {
   if (triangles.dims() != 2 || triangles.dim_size(1) != 3) {
@@ -350,11 +319,9 @@ class InterpolateOp : public OpKernel {
         const int64_t b = begin / pixels;
         const int64_t stop = std::min(end, (b + 1) * pixels);
         const int64_t base = b * pixels;
-        DispatchChannels(channels, [&](auto k) {
-          InterpolatePixelsT<decltype(k)::value>(
-              attr + b * vertex_count * channels, channels, tri, ids + base, bary + 3 * base,
-              background, begin - base, stop - base, out + base * channels);
-        });
+        InterpolatePixels(attr + b * vertex_count * channels, channels, tri, ids + base,
+                          bary + 3 * base, background, begin - base, stop - base,
+                          out + base * channels);
         begin = stop;
       }
     });
@@ -404,13 +371,10 @@ class InterpolateGradOp : public OpKernel {
     // One image per unit: the scatter into attributes runs in pixel order.
     ParallelFor(ctx, batch, pixels * (6 * channels + 4), [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
-        DispatchChannels(channels, [&](auto k) {
-          InterpolateBackwardT<decltype(k)::value>(
-              attr + b * vertex_count * channels, channels, tri, ids + b * pixels,
-              bary + 3 * b * pixels, grad + b * pixels * channels, pixels,
-              dbary + 3 * b * pixels, dattr + b * vertex_count * channels,
-              partial_bg + b * channels);
-        });
+        InterpolateBackward(attr + b * vertex_count * channels, channels, tri, ids + b * pixels,
+                            bary + 3 * b * pixels, grad + b * pixels * channels, pixels,
+                            dbary + 3 * b * pixels, dattr + b * vertex_count * channels,
+                            partial_bg + b * channels);
       }
     });
     float* dbg = dbg_t->flat<float>().data();
