@@ -23,7 +23,6 @@
 namespace renderer {
 
 constexpr float kNormalizeEpsilon = 1e-12f;  // tf.math.l2_normalize's default
-constexpr int kMaxLights = 64;               // per-pixel scratch bound
 
 // Per-image shading parameters (pointers into [B, ...] tensors at image b).
 struct PhongImage {

@@ -106,10 +106,6 @@ Status CheckPhongInputs(OpKernelContext* ctx, PhongShapes* s) {
                                    intensities.shape().DebugString());
   }
   s->light_count = positions.dim_size(1);
-  if (s->light_count > kMaxLights) {
-    return errors::InvalidArgument("at most ", kMaxLights, " lights are supported, got ",
-                                   s->light_count);
-  }
   TF_RETURN_IF_ERROR(CheckPerImage(ctx->input(3), s->batch, 3, "ambient", "[B, 3]"));
   TF_RETURN_IF_ERROR(CheckPerImage(ctx->input(4), s->batch, 3, "camera_position", "[B, 3]"));
   return CheckPerImage(ctx->input(5), s->batch, 0, "shininess", "[B]");
@@ -141,7 +137,8 @@ class PhongShadeOp : public OpKernel {
     ParallelFor(ctx, s.batch * s.height, s.width * kCostPerShadedPixel,
                 [&](int64_t begin, int64_t end) {
       PixelTerms terms;
-      LightTerms lights[kMaxLights];
+      std::vector<LightTerms> light_terms(s.light_count);
+      LightTerms* lights = light_terms.data();
       for (int64_t unit = begin; unit < end; ++unit) {
         const int64_t b = unit / s.height, row = unit % s.height;
         const PhongImage image = ImageParams(ctx, s, b);
@@ -187,7 +184,8 @@ class PhongShadeGradOp : public OpKernel {
     ParallelFor(ctx, s.batch * kGradBands, rows_per_band * s.width * 2 * kCostPerShadedPixel,
                 [&](int64_t begin, int64_t end) {
       PixelTerms terms;
-      LightTerms lights[kMaxLights];
+      std::vector<LightTerms> light_terms(s.light_count);
+      LightTerms* lights = light_terms.data();
       for (int64_t unit = begin; unit < end; ++unit) {
         const int64_t b = unit / kGradBands, band = unit % kGradBands;
         const PhongImage image = ImageParams(ctx, s, b);
