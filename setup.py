@@ -23,12 +23,13 @@ OP_LIBRARIES = [
      ["renderer/kernels/phong_ops.cc", "renderer/kernels/rasterizer_ops.cc"],
      ["renderer/kernels/index_range.h", "renderer/kernels/phong_core.h",
       "renderer/kernels/rasterizer_avx2.h", "renderer/kernels/rasterizer_core.h",
-      "renderer/kernels/rasterizer_cpu.h", "renderer/kernels/tf_kernel_support.h"]),
+      "renderer/kernels/rasterizer_cpu.h", "renderer/kernels/simd_x86.h",
+      "renderer/kernels/tf_kernel_support.h"]),
     ("deep3dface._face_ops", ["deep3dface/kernels/face_ops.cc"],
      ["deep3dface/kernels/linear_basis.h", "deep3dface/kernels/pose_light.h",
       "deep3dface/kernels/simd_dispatch.h",
       "deep3dface/kernels/vertex_normals.h", "renderer/kernels/index_range.h",
-      "renderer/kernels/tf_kernel_support.h"]),
+      "renderer/kernels/simd_x86.h", "renderer/kernels/tf_kernel_support.h"]),
 ]
 CXX_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off",
              "-Wno-deprecated-declarations"]

@@ -30,19 +30,6 @@ namespace {
 
 using namespace ::renderer::tf_kernels;  // NOLINT: TensorFlow names and ParallelFor
 
-// Shards (image, element) units, batch x count of them, over the pool and
-// calls fn(b, lo, hi) for each image b's elements [lo, hi) in a shard (a
-// shard may span images).
-template <typename Fn>
-void ParallelForImages(OpKernelContext* ctx, int64_t batch, int64_t count, int64_t cost_per_unit,
-                       const Fn& fn) {
-  ParallelFor(ctx, batch * count, cost_per_unit, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin / count; b * count < end; ++b) {
-      fn(b, std::max(begin, b * count) - b * count, std::min(end, (b + 1) * count) - b * count);
-    }
-  });
-}
-
 Status CheckBasis(const Tensor& basis) {
   if (basis.dims() != 2) {
     return errors::InvalidArgument("basis must have shape [R, K], got shape ",

@@ -80,7 +80,7 @@ DEEP3D_ALWAYS_INLINE void CoefficientGradBody(const float* basis, const float* g
   }
 }
 
-#if defined(DEEP3D_X86_DISPATCH)
+#if defined(RENDERER_CPU_AVX2_DISPATCH)
 
 // Lane sums of four accumulators, as LaneDot combines them: element i is
 // ((v_i[0] + v_i[1]) + (v_i[2] + v_i[3])) + ((v_i[4] + v_i[5]) + (v_i[6] + v_i[7])).
@@ -140,8 +140,8 @@ __attribute__((target("avx2"))) inline void CoefficientGradAvx2(
 inline void CombineRows(const float* mean, const float* basis, const float* coeff,
                         int64_t batch, int64_t rows, int k_count, int64_t r_begin,
                         int64_t r_end, float* out, bool allow_simd = true) {
-#if defined(DEEP3D_X86_DISPATCH)
-  if (allow_simd && k_count % kLanes == 0 && HasAvx2()) {
+#if defined(RENDERER_CPU_AVX2_DISPATCH)
+  if (allow_simd && k_count % kLanes == 0 && CpuHasAvx2()) {
     return CombineRowsAvx2(mean, basis, coeff, batch, rows, k_count, r_begin, r_end, out);
   }
 #endif
@@ -151,8 +151,8 @@ inline void CombineRows(const float* mean, const float* basis, const float* coef
 inline void CoefficientGrad(const float* basis, const float* grad, int64_t batch,
                             int64_t rows, int k_count, int64_t r_begin, int64_t r_end,
                             float* partial, bool allow_simd = true) {
-#if defined(DEEP3D_X86_DISPATCH)
-  if (allow_simd && HasAvx2()) {
+#if defined(RENDERER_CPU_AVX2_DISPATCH)
+  if (allow_simd && CpuHasAvx2()) {
     return CoefficientGradAvx2(basis, grad, batch, rows, k_count, r_begin, r_end, partial);
   }
 #endif

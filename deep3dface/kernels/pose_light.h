@@ -99,7 +99,7 @@ DEEP3D_ALWAYS_INLINE void PoseLightBody(const float* shape, const float* normals
   }
 }
 
-#if defined(DEEP3D_X86_DISPATCH)
+#if defined(RENDERER_CPU_AVX2_DISPATCH)
 // Stores 8 consecutive 4-vectors from their components.
 __attribute__((target("avx2"))) inline void Store4x8(float* p, __m256 x, __m256 y, __m256 z,
                                                      __m256 w) {
@@ -186,8 +186,8 @@ inline void PoseLight(const float* shape, const float* normals, const float* alb
                       const Pose& pose, const PoseLightConstants& k, int64_t begin, int64_t end,
                       float* vertices, float* normals_out, float* colors, float* clip,
                       bool allow_simd = true) {
-#if defined(DEEP3D_X86_DISPATCH)
-  if (allow_simd && HasAvx2()) {
+#if defined(RENDERER_CPU_AVX2_DISPATCH)
+  if (allow_simd && CpuHasAvx2()) {
     return PoseLightAvx2(shape, normals, albedo, pose, k, begin, end, vertices, normals_out,
                          colors, clip);
   }

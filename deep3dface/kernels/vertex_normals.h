@@ -52,7 +52,7 @@ inline void NormalizeManyBaseline(float* x, int64_t count) {
   for (int64_t i = 0; i < count; ++i) Normalize3(x + 3 * i, x + 3 * i);
 }
 
-#if defined(DEEP3D_X86_DISPATCH)
+#if defined(RENDERER_CPU_AVX2_DISPATCH)
 __attribute__((target("avx2"))) inline void NormalizeManyAvx2(float* x, int64_t count) {
   const __m256 eps = _mm256_set1_ps(kNormalizeEpsilon), one = _mm256_set1_ps(1.0f);
   int64_t i = 0;
@@ -69,8 +69,8 @@ __attribute__((target("avx2"))) inline void NormalizeManyAvx2(float* x, int64_t 
 #endif
 
 inline void NormalizeMany(float* x, int64_t count, bool allow_simd = true) {
-#if defined(DEEP3D_X86_DISPATCH)
-  if (allow_simd && HasAvx2()) return NormalizeManyAvx2(x, count);
+#if defined(RENDERER_CPU_AVX2_DISPATCH)
+  if (allow_simd && CpuHasAvx2()) return NormalizeManyAvx2(x, count);
 #endif
   NormalizeManyBaseline(x, count);
 }

@@ -156,6 +156,7 @@ RENDERER_HD void PhongBackwardPixel(const float* pixel, const PhongLayout& layou
       d_n_dot_l += d_rgb[c] * diffuse[c] * intensity[c];
       d_intensity[c] += d_rgb[c] * t.n_dot_l * diffuse[c];
     }
+    float d_to_light[3] = {0.0f, 0.0f, 0.0f};
     if (layout.specular()) {
       float d_specularity = 0.0f;
       for (int c = 0; c < 3; ++c) {
@@ -186,31 +187,24 @@ RENDERER_HD void PhongBackwardPixel(const float* pixel, const PhongLayout& layou
                            d_reflected_raw);
         // reflected_raw = 2 ndl n - to_light.
         d_n_dot_l += 2.0f * Dot3(d_reflected_raw, terms.normal);
-        float d_to_light[3];
         for (int i = 0; i < 3; ++i) {
           d_normal[i] += 2.0f * t.n_dot_l * d_reflected_raw[i];
-          d_to_light[i] = -d_reflected_raw[i];
-        }
-        float d_to_light_raw[3] = {0.0f, 0.0f, 0.0f};
-        NormalizeBackward3(t.to_light_raw, t.inv_light, t.light_norm, d_to_light,
-                           d_to_light_raw);
-        for (int i = 0; i < 3; ++i) {
-          grad->light_positions[3 * l + i] += d_to_light_raw[i];
-          d_position[i] -= d_to_light_raw[i];
+          d_to_light[i] -= d_reflected_raw[i];
         }
       }
     }
     if (t.n_dot_l_raw >= 0.0f && t.n_dot_l_raw <= 1.0f && d_n_dot_l != 0.0f) {
-      float d_to_light[3], d_to_light_raw[3] = {0.0f, 0.0f, 0.0f};
       for (int i = 0; i < 3; ++i) {
         d_normal[i] += d_n_dot_l * t.to_light[i];
-        d_to_light[i] = d_n_dot_l * terms.normal[i];
+        d_to_light[i] += d_n_dot_l * terms.normal[i];
       }
-      NormalizeBackward3(t.to_light_raw, t.inv_light, t.light_norm, d_to_light, d_to_light_raw);
-      for (int i = 0; i < 3; ++i) {
-        grad->light_positions[3 * l + i] += d_to_light_raw[i];
-        d_position[i] -= d_to_light_raw[i];
-      }
+    }
+    // to_light = normalize(light - position), used by both terms above.
+    float d_to_light_raw[3] = {0.0f, 0.0f, 0.0f};
+    NormalizeBackward3(t.to_light_raw, t.inv_light, t.light_norm, d_to_light, d_to_light_raw);
+    for (int i = 0; i < 3; ++i) {
+      grad->light_positions[3 * l + i] += d_to_light_raw[i];
+      d_position[i] -= d_to_light_raw[i];
     }
   }
   if (layout.specular()) {

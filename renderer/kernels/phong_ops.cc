@@ -134,14 +134,12 @@ class PhongShadeOp : public OpKernel {
     const float* pixels = ctx->input(0).flat<float>().data();
     float* rgba = rgba_t->flat<float>().data();
     const int channels = s.layout.channels;
-    ParallelFor(ctx, s.batch * s.height, s.width * kCostPerShadedPixel,
-                [&](int64_t begin, int64_t end) {
+    ParallelForImages(ctx, s.batch, s.height, s.width * kCostPerShadedPixel,
+                      [&](int64_t b, int64_t row_begin, int64_t row_end) {
       PixelTerms terms;
-      std::vector<LightTerms> light_terms(s.light_count);
-      LightTerms* lights = light_terms.data();
-      for (int64_t unit = begin; unit < end; ++unit) {
-        const int64_t b = unit / s.height, row = unit % s.height;
-        const PhongImage image = ImageParams(ctx, s, b);
+      std::vector<LightTerms> lights(s.light_count);
+      const PhongImage image = ImageParams(ctx, s, b);
+      for (int64_t row = row_begin; row < row_end; ++row) {
         const float* in = pixels + (b * s.height + row) * s.width * channels;
         float* out = rgba + (b * s.height + (s.height - 1 - row)) * s.width * 4;
         for (int64_t x = 0; x < s.width; ++x, in += channels, out += 4) {
@@ -149,7 +147,7 @@ class PhongShadeOp : public OpKernel {
             out[0] = out[1] = out[2] = out[3] = 0.0f;
             continue;
           }
-          PhongPixel(in, s.layout, image, &terms, lights, out);
+          PhongPixel(in, s.layout, image, &terms, lights.data(), out);
           out[3] = 1.0f;
         }
       }
@@ -173,8 +171,15 @@ class PhongShadeGradOp : public OpKernel {
     for (int i = 0; i < 6; ++i) {
       OP_REQUIRES_OK(ctx, ctx->allocate_output(i, ctx->input(i).shape(), &outputs[i]));
     }
-    // Per (image, band) sums: lights 6 L, ambient 3, camera 3, shininess 1.
-    const int64_t sums = 6 * s.light_count + 7;
+    // Per (image, band) sums, laid out as gradient outputs 1-5 one after the
+    // other: light positions 3 L, light intensities 3 L, ambient 3, camera 3,
+    // shininess 1.
+    const int64_t slot_size[5] = {3 * s.light_count, 3 * s.light_count, 3, 3, 1};
+    int64_t slot[5], sums = 0;
+    for (int k = 0; k < 5; ++k) {
+      slot[k] = sums;
+      sums += slot_size[k];
+    }
     std::vector<float> partial(s.batch * kGradBands * sums, 0.0f);
     const float* pixels = ctx->input(0).flat<float>().data();
     const float* d_rgba = d_rgba_t.flat<float>().data();
@@ -184,14 +189,13 @@ class PhongShadeGradOp : public OpKernel {
     ParallelFor(ctx, s.batch * kGradBands, rows_per_band * s.width * 2 * kCostPerShadedPixel,
                 [&](int64_t begin, int64_t end) {
       PixelTerms terms;
-      std::vector<LightTerms> light_terms(s.light_count);
-      LightTerms* lights = light_terms.data();
+      std::vector<LightTerms> lights(s.light_count);
       for (int64_t unit = begin; unit < end; ++unit) {
         const int64_t b = unit / kGradBands, band = unit % kGradBands;
         const PhongImage image = ImageParams(ctx, s, b);
         float* sum = partial.data() + unit * sums;
-        PhongImageGrad grad{sum, sum + 3 * s.light_count, sum + 6 * s.light_count,
-                            sum + 6 * s.light_count + 3, sum + 6 * s.light_count + 6};
+        PhongImageGrad grad{sum + slot[0], sum + slot[1], sum + slot[2], sum + slot[3],
+                            sum + slot[4]};
         const int64_t row_end = std::min(s.height, (band + 1) * rows_per_band);
         for (int64_t row = band * rows_per_band; row < row_end; ++row) {
           const int64_t first = (b * s.height + row) * s.width;
@@ -204,33 +208,24 @@ class PhongShadeGradOp : public OpKernel {
               continue;
             }
             float rgb[3];
-            PhongPixel(in, s.layout, image, &terms, lights, rgb);
-            PhongBackwardPixel(in, s.layout, image, terms, lights, g, d_in, &grad);
+            PhongPixel(in, s.layout, image, &terms, lights.data(), rgb);
+            PhongBackwardPixel(in, s.layout, image, terms, lights.data(), g, d_in, &grad);
           }
         }
       }
     });
     // Per-image sums in band order (independent of the thread count).
-    float* d_positions = outputs[1]->flat<float>().data();
-    float* d_intensities = outputs[2]->flat<float>().data();
-    float* d_ambient = outputs[3]->flat<float>().data();
-    float* d_camera = outputs[4]->flat<float>().data();
-    float* d_shininess = outputs[5]->flat<float>().data();
-    const int64_t light_values = 3 * s.light_count;
+    std::vector<float> total(sums);
     for (int64_t b = 0; b < s.batch; ++b) {
-      std::vector<float> total(sums, 0.0f);
+      std::fill(total.begin(), total.end(), 0.0f);
       for (int band = 0; band < kGradBands; ++band) {
         const float* sum = partial.data() + (b * kGradBands + band) * sums;
         for (int64_t i = 0; i < sums; ++i) total[i] += sum[i];
       }
-      std::copy(total.begin(), total.begin() + light_values, d_positions + b * light_values);
-      std::copy(total.begin() + light_values, total.begin() + 2 * light_values,
-                d_intensities + b * light_values);
-      std::copy(total.begin() + 2 * light_values, total.begin() + 2 * light_values + 3,
-                d_ambient + 3 * b);
-      std::copy(total.begin() + 2 * light_values + 3, total.begin() + 2 * light_values + 6,
-                d_camera + 3 * b);
-      d_shininess[b] = total[2 * light_values + 6];
+      for (int k = 0; k < 5; ++k) {
+        std::copy_n(total.begin() + slot[k], slot_size[k],
+                    outputs[k + 1]->flat<float>().data() + b * slot_size[k]);
+      }
     }
   }
 };

@@ -9,21 +9,11 @@
 #define RENDERER_KERNELS_RASTERIZER_AVX2_H_
 
 #include "renderer/kernels/rasterizer_core.h"
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
-#define RENDERER_CPU_AVX2_DISPATCH 1
-#include <immintrin.h>
-#endif
+#include "renderer/kernels/simd_x86.h"
 
 #if defined(RENDERER_CPU_AVX2_DISPATCH)
 
 namespace renderer {
-
-// Whether the CPU runs AVX2 (checked once).
-inline bool CpuHasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has;
-}
 
 // Lane-wise IsFinite (as a mask), Clamp, CeilToInt and FloorToInt.
 __attribute__((target("avx2"))) inline __m256 Finite8(__m256 v) {
@@ -43,6 +33,13 @@ __attribute__((target("avx2"))) inline __m256i FloorToInt8(__m256 v) {
       i, _mm256_castps_si256(_mm256_cmp_ps(_mm256_cvtepi32_ps(i), v, _CMP_GT_OQ)));
 }
 
+// PixelCenterNdc of 8 pixel indices: (2 i + 1 - size) / size, exactly.
+__attribute__((target("avx2"))) inline __m256 PixelCenterNdc8(__m256i i, int size) {
+  return _mm256_div_ps(
+      _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_add_epi32(i, i), _mm256_set1_epi32(1 - size))),
+      _mm256_set1_ps(static_cast<float>(size)));
+}
+
 // Eight 4-float rows as one register per column (an 8 x 4 transpose).
 __attribute__((target("avx2"))) inline void LoadRows8(const float* const rows[8],
                                                       __m256 out[4]) {
@@ -56,19 +53,6 @@ __attribute__((target("avx2"))) inline void LoadRows8(const float* const rows[8]
   out[1] = _mm256_shuffle_ps(u0, u2, _MM_SHUFFLE(3, 2, 3, 2));
   out[2] = _mm256_shuffle_ps(u1, u3, _MM_SHUFFLE(1, 0, 1, 0));
   out[3] = _mm256_shuffle_ps(u1, u3, _MM_SHUFFLE(3, 2, 3, 2));
-}
-
-// 8 consecutive 3-vectors (24 floats: triangles, barycentrics, their
-// gradients) as one register per component.
-__attribute__((target("avx2"))) inline void Deinterleave3x8(const float* p, __m256 out[3]) {
-  const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8), c = _mm256_loadu_ps(p + 16);
-  // Vector 0 of the 8 sits in lanes 0, 3, 6 of a, 1, 4, 7 of b and 2, 5 of c.
-  out[0] = _mm256_permutevar8x32_ps(_mm256_blend_ps(_mm256_blend_ps(a, b, 0x92), c, 0x24),
-                                    _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5));
-  out[1] = _mm256_permutevar8x32_ps(_mm256_blend_ps(_mm256_blend_ps(a, b, 0x24), c, 0x49),
-                                    _mm256_setr_epi32(1, 4, 7, 2, 5, 0, 3, 6));
-  out[2] = _mm256_permutevar8x32_ps(_mm256_blend_ps(_mm256_blend_ps(a, b, 0x49), c, 0x92),
-                                    _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7));
 }
 
 // ProjectVertexBounds for 8 vertices per step, [begin, end) with end - begin
@@ -183,7 +167,7 @@ __attribute__((target("avx2"))) inline void LoadVertices8(const float* clip,
 __attribute__((target("avx2"))) inline void LoadTriangles8(const int32_t* triangles,
                                                            int32_t index[3][8]) {
   __m256 k[3];  // int32 bits, moved as floats
-  Deinterleave3x8(reinterpret_cast<const float*>(triangles), k);
+  Load3x8(reinterpret_cast<const float*>(triangles), &k[0], &k[1], &k[2]);
   for (int i = 0; i < 3; ++i) _mm256_store_ps(reinterpret_cast<float*>(index[i]), k[i]);
 }
 
@@ -246,8 +230,6 @@ __attribute__((target("avx2"))) inline void RasterizeRowsAvx2(
   alignas(32) float z[2][8], b0[2][8], b1[2][8], b2[2][8];
   const __m256i one = _mm256_set1_epi32(1), two = _mm256_set1_epi32(2);
   const __m256i size_w = _mm256_set1_epi32(width), size_h = _mm256_set1_epi32(height);
-  const __m256 float_w = _mm256_set1_ps(static_cast<float>(width));
-  const __m256 float_h = _mm256_set1_ps(static_cast<float>(height));
   const __m256i first_row = _mm256_set1_epi32(row_begin), last_row = _mm256_set1_epi32(row_end);
   for (int64_t t0 = 0; t0 < simd_end; t0 += 8) {
     LoadTriangles8(triangles + 3 * t0, vertex);
@@ -285,16 +267,8 @@ __attribute__((target("avx2"))) inline void RasterizeRowsAvx2(
     for (int k = 0; k < (second_mask ? 2 : 1); ++k) {
       const __m256i ix = k == 0 ? x0 : _mm256_sub_epi32(x0, wide);  // wide lanes are -1
       const __m256i iy = k == 0 ? y0 : _mm256_sub_epi32(y0, tall);
-      // PixelCenterNdc: (2 i + 1 - size) / size.
-      const __m256 px = _mm256_div_ps(
-          _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_add_epi32(_mm256_add_epi32(ix, ix), one),
-                                              size_w)),
-          float_w);
-      const __m256 py = _mm256_div_ps(
-          _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_add_epi32(_mm256_add_epi32(iy, iy), one),
-                                              size_h)),
-          float_h);
-      const PixelTest8 r = TestPixel8(v, px, py);
+      const PixelTest8 r =
+          TestPixel8(v, PixelCenterNdc8(ix, width), PixelCenterNdc8(iy, height));
       hits[k] = r.mask & (k == 0 ? small_mask : second_mask);
       _mm256_store_si256(reinterpret_cast<__m256i*>(pixel[k]),
                          _mm256_add_epi32(_mm256_mullo_epi32(iy, size_w), ix));
@@ -371,16 +345,14 @@ __attribute__((target("avx2"))) inline void RasterizeBackwardImageAvx2(
   alignas(32) float dv_lanes[9][8];
   const int simd_width = width - width % 8;
   const __m256 zero = _mm256_setzero_ps();
-  const __m256 float_w = _mm256_set1_ps(static_cast<float>(width));
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i centre_offset = _mm256_set1_epi32(1 - width);
   for (int iy = 0; iy < height; ++iy) {
     const __m256 py = _mm256_set1_ps(PixelCenterNdc(iy, height));
     for (int ix = 0; ix < simd_width; ix += 8) {
       const int64_t p = static_cast<int64_t>(iy) * width + ix;
       const __m256i id = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ids + p));
       __m256 g[3];
-      Deinterleave3x8(df_dbary + 3 * p, g);
+      Load3x8(df_dbary + 3 * p, &g[0], &g[1], &g[2]);
       const __m256 nonzero = _mm256_or_ps(
           _mm256_or_ps(_mm256_cmp_ps(g[0], zero, _CMP_NEQ_UQ),
                        _mm256_cmp_ps(g[1], zero, _CMP_NEQ_UQ)),
@@ -399,13 +371,9 @@ __attribute__((target("avx2"))) inline void RasterizeBackwardImageAvx2(
       }
       __m256 v[3][4], b[3], dv[9];
       for (int k = 0; k < 3; ++k) LoadVertices8(clip, vertex[k], v[k]);
-      Deinterleave3x8(bary + 3 * p, b);
-      // PixelCenterNdc(ix + l, width) = (2 (ix + l) + 1 - width) / width.
+      Load3x8(bary + 3 * p, &b[0], &b[1], &b[2]);
       const __m256i column = _mm256_add_epi32(_mm256_set1_epi32(ix), lane);
-      const __m256 px = _mm256_div_ps(
-          _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_add_epi32(column, column), centre_offset)),
-          float_w);
-      active &= BarycentricGrad8(v, px, py, b, g, dv);
+      active &= BarycentricGrad8(v, PixelCenterNdc8(column, width), py, b, g, dv);
       for (int i = 0; i < 9; ++i) _mm256_store_ps(dv_lanes[i], dv[i]);
       for (; active != 0; active &= active - 1) {
         const int l = __builtin_ctz(active);

@@ -313,17 +313,11 @@ class InterpolateOp : public OpKernel {
     const float* bary = bary_t.flat<float>().data();
     const float* background = background_t.flat<float>().data();
     float* out = out_t->flat<float>().data();
-    ParallelFor(ctx, batch * pixels, 4 * channels + 8, [&](int64_t begin, int64_t end) {
-      // A shard may span images; split it at image boundaries.
-      while (begin < end) {
-        const int64_t b = begin / pixels;
-        const int64_t stop = std::min(end, (b + 1) * pixels);
-        const int64_t base = b * pixels;
-        InterpolatePixels(attr + b * vertex_count * channels, channels, tri, ids + base,
-                          bary + 3 * base, background, begin - base, stop - base,
-                          out + base * channels);
-        begin = stop;
-      }
+    ParallelForImages(ctx, batch, pixels, 4 * channels + 8,
+                      [&](int64_t b, int64_t lo, int64_t hi) {
+      const int64_t base = b * pixels;
+      InterpolatePixels(attr + b * vertex_count * channels, channels, tri, ids + base,
+                        bary + 3 * base, background, lo, hi, out + base * channels);
     });
   }
 };

@@ -3,6 +3,7 @@
 #ifndef RENDERER_KERNELS_TF_KERNEL_SUPPORT_H_
 #define RENDERER_KERNELS_TF_KERNEL_SUPPORT_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 
@@ -31,6 +32,19 @@ inline void ParallelFor(OpKernelContext* ctx, int64_t total, int64_t cost_per_un
                         const std::function<void(int64_t, int64_t)>& fn) {
   const auto& pool = *ctx->device()->tensorflow_cpu_worker_threads();
   ::tensorflow::Shard(pool.num_threads, pool.workers, total, cost_per_unit, fn);
+}
+
+// Shards (image, element) units, batch x count of them, over the pool and
+// calls fn(b, lo, hi) for each image b's elements [lo, hi) in a shard (a
+// shard may span images).
+template <typename Fn>
+void ParallelForImages(OpKernelContext* ctx, int64_t batch, int64_t count,
+                       int64_t cost_per_unit, const Fn& fn) {
+  ParallelFor(ctx, batch * count, cost_per_unit, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin / count; b * count < end; ++b) {
+      fn(b, std::max(begin, b * count) - b * count, std::min(end, (b + 1) * count) - b * count);
+    }
+  });
 }
 
 inline int NumThreads(OpKernelContext* ctx) {
