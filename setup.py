@@ -22,6 +22,8 @@ OP_LIBRARIES = [
     ("renderer._rasterizer_ops",
      ["renderer/kernels/phong_ops.cc", "renderer/kernels/rasterizer_ops.cc"],
      ["renderer/kernels/index_range.h", "renderer/kernels/phong_core.h",
+      "renderer/kernels/phong_avx2.h", "renderer/kernels/phong_cpu.h",
+      "renderer/kernels/float8_avx2.h", "renderer/kernels/raster_checks.h",
       "renderer/kernels/rasterizer_avx2.h", "renderer/kernels/rasterizer_core.h",
       "renderer/kernels/rasterizer_cpu.h", "renderer/kernels/simd_x86.h",
       "renderer/kernels/tf_kernel_support.h"]),
@@ -31,8 +33,10 @@ OP_LIBRARIES = [
       "deep3dface/kernels/vertex_normals.h", "renderer/kernels/index_range.h",
       "renderer/kernels/simd_x86.h", "renderer/kernels/tf_kernel_support.h"]),
 ]
+# -Wno-psabi: the AVX2 lane type passes through generic inline code that is
+# only ever inlined into AVX2 functions (GCC notes an ABI change otherwise).
 CXX_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off",
-             "-Wno-deprecated-declarations"]
+             "-Wno-deprecated-declarations", "-Wno-psabi"]
 
 _PROBE = ("import json, sys, tensorflow as tf; print(json.dumps({'version': tf.__version__, "
           "'cflags': tf.sysconfig.get_compile_flags(), 'lflags': tf.sysconfig.get_link_flags()}))")

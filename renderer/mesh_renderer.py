@@ -103,11 +103,9 @@ def _phong_shader(normals, alphas, pixel_positions, light_positions, light_inten
 _phong_shader_xla = tf.function(_phong_shader, jit_compile=True, reduce_retracing=True)
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
-def _clip_space_and_attributes(clip_transforms, vertices, attributes):
-  """[B,4,4], [B,V,3], list of [B,V,Ci] -> clip [B,V,4], concatenated [B,V,sum Ci]."""
-  clip = camera_utils.transform_homogeneous(clip_transforms, vertices)
-  return clip, tf.concat(attributes, axis=2)
+# A few fused loops instead of a chain of broadcast ops (XLA).
+_clip_space = tf.function(camera_utils.transform_homogeneous, jit_compile=True,
+                          reduce_retracing=True)
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
@@ -128,25 +126,35 @@ def _shade_pixels(pixels, light_positions, light_intensities, camera_position,
                        camera_position, specular, shininess, ambient_color, legacy_specular)
 
 
-def _shade_pixels_op(pixels, light_positions, light_intensities, camera_position,
-                     shininess_coefficients, ambient_color):
-  """_shade_pixels (without legacy_specular) as one C++ op (kernels/phong_core.h)."""
-  batch_size = tf.shape(pixels)[0]
+def _phong_shade(normals, positions, diffuse_colors, triangles, raster, light_positions,
+                 light_intensities, ambient_color, specular_colors=None, camera_position=None,
+                 shininess=None):
+  """Interpolation and _shade_pixels (without legacy_specular) as one C++ op.
+
+  The interpolated buffer is never stored (kernels/phong_core.h). Vertex
+  arrays are [B, V, 3]; shininess is [B] (or a scalar) or per vertex [B, V],
+  used with specular_colors and camera_position.
+  """
+  batch_size = tf.shape(normals)[0]
   if ambient_color is None:
     ambient_color = tf.zeros([batch_size, 3])
-  if camera_position is None:
+  if specular_colors is None:
+    specular_colors = tf.zeros([batch_size, 0, 3])
     camera_position = tf.zeros([batch_size, 3])
-  if shininess_coefficients is None:
     shininess = tf.zeros([batch_size])
-  else:
-    shininess = tf.broadcast_to(tf.reshape(shininess_coefficients, [-1]), [batch_size])
-  return ops().renderer_phong_shade(pixels, light_positions, light_intensities, ambient_color,
+  elif shininess.shape.rank != 2:
+    shininess = tf.broadcast_to(tf.reshape(shininess, [-1]), [batch_size])
+  return ops().renderer_phong_shade(normals, positions, diffuse_colors, specular_colors,
+                                    triangles, raster.triangle_ids, raster.barycentrics,
+                                    light_positions, light_intensities, ambient_color,
                                     camera_position, shininess)
 
 
 @tf.RegisterGradient("RendererPhongShade")
 def _phong_shade_grad(op, d_rgba):
-  return ops().renderer_phong_shade_grad(*op.inputs, d_rgba)
+  grads = list(ops().renderer_phong_shade_grad(*op.inputs, d_rgba))
+  # No gradients for the integer inputs: triangles and triangle_ids.
+  return grads[:4] + [None, None] + grads[4:]
 
 
 def mesh_renderer(vertices, triangles, normals, diffuse_colors, camera_position,
@@ -206,7 +214,6 @@ def mesh_renderer(vertices, triangles, normals, diffuse_colors, camera_position,
   if (specular_colors is None) != (shininess_coefficients is None):
     raise ValueError("specular_colors and shininess_coefficients must be given together")
 
-  attributes = [normals, vertices, diffuse_colors]
   if specular_colors is not None:
     specular_colors = _checks.float_tensor(specular_colors, "specular_colors", 3, 3,
                                            "[B, V, 3]")
@@ -215,23 +222,34 @@ def mesh_renderer(vertices, triangles, normals, diffuse_colors, camera_position,
     if shininess_coefficients.shape.rank > 2:
       raise ValueError("shininess_coefficients must have shape at most [B, V], got shape "
                        f"{shininess_coefficients.shape}")
-    attributes.append(specular_colors)
-    if shininess_coefficients.shape.rank == 2:
-      attributes.append(shininess_coefficients[:, :, None])
 
   view = camera_utils.look_at(camera_position, camera_lookat, camera_up)
   projection = camera_utils.perspective(width / height, fov_y, near_clip,
                                         far_clip)
-  clip, vertex_attributes = _clip_space_and_attributes(tf.matmul(projection, view), vertices,
-                                                       attributes)
-  raster = rasterize(clip, triangles, width, height)
+  raster = rasterize(_clip_space(tf.matmul(projection, view), vertices), triangles, width,
+                     height)
+  if legacy_specular:
+    return _legacy_render(normals, vertices, diffuse_colors, triangles, raster,
+                          light_positions, light_intensities, ambient_color, specular_colors,
+                          camera_position, shininess_coefficients)
+  return _phong_shade(normals, vertices, diffuse_colors, triangles, raster, light_positions,
+                      light_intensities, ambient_color, specular_colors, camera_position,
+                      shininess_coefficients)
+
+
+def _legacy_render(normals, positions, diffuse_colors, triangles, raster, light_positions,
+                   light_intensities, ambient_color, specular_colors, camera_position,
+                   shininess):
+  """tf_mesh_renderer's pipeline: interpolate all attributes, shade in TensorFlow."""
+  attributes = [normals, positions, diffuse_colors]
+  per_vertex_shininess = specular_colors is not None and shininess.shape.rank == 2
+  if specular_colors is not None:
+    attributes.append(specular_colors)
+    if per_vertex_shininess:
+      attributes.append(shininess[:, :, None])
+  vertex_attributes = tf.concat(attributes, axis=2)
   pixels = interpolate(vertex_attributes, triangles, raster.triangle_ids, raster.barycentrics,
                        tf.fill([tf.shape(vertex_attributes)[2]], BACKGROUND_ATTRIBUTE))
-  per_pixel_shininess = specular_colors is not None and shininess_coefficients.shape.rank == 2
-  shading_args = (pixels, light_positions, light_intensities,
-                  camera_position if specular_colors is not None else None,
-                  None if per_pixel_shininess or specular_colors is None else shininess_coefficients,
-                  ambient_color)
-  if legacy_specular:
-    return _shade_pixels(*shading_args, legacy_specular)
-  return _shade_pixels_op(*shading_args)
+  return _shade_pixels(pixels, light_positions, light_intensities,
+                       camera_position if specular_colors is not None else None,
+                       None if per_vertex_shininess else shininess, ambient_color, True)

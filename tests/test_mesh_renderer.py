@@ -143,6 +143,24 @@ def test_gradients_reach_vertices_colors_and_lights():
     assert np.all(np.isfinite(g.numpy())) and np.abs(g.numpy()).max() > 0
 
 
+@pytest.mark.parametrize("specular", [False, True])
+def test_empty_mesh_renders_background_with_zero_gradients(specular):
+  vertices = tf.zeros([2, 0, 3])
+  kwargs = {}
+  if specular:
+    kwargs = dict(specular_colors=vertices, shininess_coefficients=tf.zeros([2, 0]))
+  light = tf.constant([[[0.5, 1.0, 2.0]]] * 2)
+  with tf.GradientTape() as tape:
+    tape.watch([vertices, light])
+    image = renderer.mesh_renderer(vertices, tf.zeros([0, 3], tf.int32), vertices, vertices, EYE,
+                                   [0.0, 0.0, 0.0], [0.0, 1.0, 0.0], light, tf.ones([2, 1, 3]),
+                                   5, 3, **kwargs)
+    loss = tf.reduce_sum(image)
+  assert image.shape == (2, 3, 5, 4) and not np.any(image.numpy())
+  d_vertices, d_light = tape.gradient(loss, [vertices, light])
+  assert d_vertices.shape == (2, 0, 3) and not np.any(d_light.numpy())
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(vertices=QUAD), r"vertices must have shape \[B, V, 3\]"),
     (dict(camera_position=[[0.0, 0, 5]] * 3), r"camera_position must have shape \[B, 3\]"),

@@ -1,20 +1,27 @@
 // TensorFlow bindings (op definitions and CPU kernels) for phong_core.h.
 //
 // Ops:
-//   RendererPhongShade      pixels [B,H,W,C] (C = 9, 12 or 13), light_positions
-//                           [B,L,3], light_intensities [B,L,3], ambient [B,3],
-//                           camera_position [B,3], shininess [B]
+//   RendererPhongShade      normals, positions, diffuse_colors [B,V,3],
+//                           specular_colors [B,V,3] (or [B,0,3]: none),
+//                           triangles [T,3], triangle_ids [B,H,W], barycentrics
+//                           [B,H,W,3], light_positions [B,L,3],
+//                           light_intensities [B,L,3], ambient [B,3],
+//                           camera_position [B,3], shininess [B] (per image) or
+//                           [B,V] (per vertex, with specular colours)
 //                           -> rgba [B,H,W,4], rows flipped (row 0 = top)
-//   RendererPhongShadeGrad  ... d rgba -> d of the six inputs
+//   RendererPhongShadeGrad  ... d rgba -> d of the vertex arrays, the
+//                           barycentrics and the lighting inputs
 //
-// The forward pass shards over (image, row); the gradient over (image, band)
-// with a fixed number of row bands per image whose per-image sums (lights,
-// ambient, camera, shininess) are added in band order, so results are
+// The forward pass shards over (image, row). The gradient runs one image per
+// shard in pixel order (the scatter into the vertex arrays and the per-image
+// sums, which are added per row, then row by row), so results are
 // bit-identical for any thread count.
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
-#include "renderer/kernels/phong_core.h"
+#include "renderer/kernels/phong_cpu.h"
+#include "renderer/kernels/raster_checks.h"
 #include "renderer/kernels/tf_kernel_support.h"
 
 namespace renderer {
@@ -22,54 +29,82 @@ namespace {
 
 using namespace tf_kernels;  // NOLINT: TensorFlow names and ParallelFor
 
-constexpr int kGradBands = 8;  // row bands per image in the gradient (fixed: determinism)
 constexpr int64_t kCostPerShadedPixel = 150;
 
+// Input order; the gradient op appends df_drgba and returns d of every input
+// but the integer ones, in this order.
+enum Input {
+  kNormals, kPositions, kDiffuse, kSpecular,  // vertex arrays
+  kTriangles, kTriangleIds, kBarycentrics,
+  kLightPositions, kLightIntensities, kAmbient, kCamera, kShininess,
+  kInputCount
+};
+constexpr int kVertexArrays = 4;
+constexpr Input kLightingInputs[] = {kLightPositions, kLightIntensities, kAmbient, kCamera,
+                                     kShininess};
+constexpr int kLighting = 5;
+
+Status ShapeLikeInputs(InferenceContext* c) {
+  for (int i = 0, out = 0; i < kInputCount; ++i) {
+    if (i != kTriangles && i != kTriangleIds) c->set_output(out++, c->input(i));
+  }
+  return Status();
+}
+
+// Both ops' inputs, in Input order (a fragment of an op definition chain).
+#define RENDERER_PHONG_SHADE_INPUTS        \
+  Input("normals: float32")                \
+      .Input("positions: float32")         \
+      .Input("diffuse_colors: float32")    \
+      .Input("specular_colors: float32")   \
+      .Input("triangles: int32")           \
+      .Input("triangle_ids: int32")        \
+      .Input("barycentrics: float32")      \
+      .Input("light_positions: float32")   \
+      .Input("light_intensities: float32") \
+      .Input("ambient: float32")           \
+      .Input("camera_position: float32")   \
+      .Input("shininess: float32")
+
 REGISTER_OP("RendererPhongShade")
-    .Input("pixels: float32")
-    .Input("light_positions: float32")
-    .Input("light_intensities: float32")
-    .Input("ambient: float32")
-    .Input("camera_position: float32")
-    .Input("shininess: float32")
+    .RENDERER_PHONG_SHADE_INPUTS
     .Output("rgba: float32")
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle pixels;
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 4, &pixels));
+      ShapeHandle ids;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(kTriangleIds), 3, &ids));
       ShapeHandle rgba;
-      TF_RETURN_IF_ERROR(c->ReplaceDim(pixels, 3, c->MakeDim(4), &rgba));
+      TF_RETURN_IF_ERROR(c->Concatenate(ids, c->Vector(4), &rgba));
       c->set_output(0, rgba);
       return Status();
     })
     .Doc(R"doc(
-Phong shading of interpolated [normal, position, diffuse(, specular(, shininess))]
-pixels (mesh_renderer's shading stage). Output rows are flipped: row 0 is the top.
+Phong shading of rasterized meshes: mesh_renderer's interpolation of the vertex
+arrays and its shading, fused. Output rows are flipped: row 0 is the top.
 )doc");
 
 REGISTER_OP("RendererPhongShadeGrad")
-    .Input("pixels: float32")
-    .Input("light_positions: float32")
-    .Input("light_intensities: float32")
-    .Input("ambient: float32")
-    .Input("camera_position: float32")
-    .Input("shininess: float32")
+    .RENDERER_PHONG_SHADE_INPUTS
     .Input("df_drgba: float32")
-    .Output("df_dpixels: float32")
+    .Output("df_dnormals: float32")
+    .Output("df_dpositions: float32")
+    .Output("df_ddiffuse_colors: float32")
+    .Output("df_dspecular_colors: float32")
+    .Output("df_dbarycentrics: float32")
     .Output("df_dlight_positions: float32")
     .Output("df_dlight_intensities: float32")
     .Output("df_dambient: float32")
     .Output("df_dcamera_position: float32")
     .Output("df_dshininess: float32")
-    .SetShapeFn([](InferenceContext* c) {
-      for (int i = 0; i < 6; ++i) c->set_output(i, c->input(i));
-      return Status();
-    });
+    .SetShapeFn(ShapeLikeInputs);
 
-// Validated shapes of the six inputs.
+// Validated shapes.
 struct PhongShapes {
-  int64_t batch, height, width, light_count;
-  PhongLayout layout;
+  int64_t batch, vertex_count, height, width, light_count;
+  int channels;  // 9, 12 or 13
 };
+
+const char* const kVertexArrayNames[] = {"normals", "positions", "diffuse_colors",
+                                         "specular_colors"};
 
 Status CheckPerImage(const Tensor& t, int64_t batch, int64_t inner, const char* name,
                      const char* layout) {
@@ -82,20 +117,51 @@ Status CheckPerImage(const Tensor& t, int64_t batch, int64_t inner, const char* 
   return Status();
 }
 
-Status CheckPhongInputs(OpKernelContext* ctx, PhongShapes* s) {
-  const Tensor& pixels = ctx->input(0);
-  TF_RETURN_IF_ERROR(CheckRank(pixels, 4, "pixels", "[B, H, W, C]"));
-  const int64_t channels = pixels.dim_size(3);
-  if (channels != 9 && channels != 12 && channels != 13) {
-    return errors::InvalidArgument("pixels must have 9, 12 or 13 channels, got shape ",
-                                   pixels.shape().DebugString());
+Status CheckVertexArrays(OpKernelContext* ctx, PhongShapes* s) {
+  const Tensor& normals = ctx->input(kNormals);
+  TF_RETURN_IF_ERROR(CheckRank(normals, 3, "normals", "[B, V, 3]"));
+  s->batch = normals.dim_size(0);
+  s->vertex_count = normals.dim_size(1);
+  const TensorShape shape({s->batch, s->vertex_count, 3});
+  const TensorShape none({s->batch, 0, 3});
+  for (int i = kNormals; i <= kSpecular; ++i) {
+    const TensorShape& got = ctx->input(i).shape();
+    if (got != shape && !(i == kSpecular && got == none)) {
+      return errors::InvalidArgument(kVertexArrayNames[i], " must have shape [B, V, 3] = ",
+                                     shape.DebugString(), i == kSpecular ? " or [B, 0, 3]" : "",
+                                     ", got ", got.DebugString());
+    }
   }
-  s->batch = pixels.dim_size(0);
-  s->height = pixels.dim_size(1);
-  s->width = pixels.dim_size(2);
-  s->layout = PhongLayout{static_cast<int>(channels)};
-  const Tensor& positions = ctx->input(1);
-  const Tensor& intensities = ctx->input(2);
+  // [B, 0, 3] specular colours mean none (with V = 0 either reading holds).
+  const bool specular = ctx->input(kSpecular).shape() == shape;
+  const Tensor& shininess = ctx->input(kShininess);
+  if (shininess.dims() == 2) {
+    if (!specular) {
+      return errors::InvalidArgument("per-vertex shininess [B, V] needs specular colours");
+    }
+    if (shininess.dim_size(0) != s->batch || shininess.dim_size(1) != s->vertex_count) {
+      return errors::InvalidArgument("shininess must have shape [B] or [B, V] = [", s->batch,
+                                     ", ", s->vertex_count, "], got shape ",
+                                     shininess.shape().DebugString());
+    }
+  } else {
+    TF_RETURN_IF_ERROR(CheckPerImage(shininess, s->batch, 0, "shininess", "[B] or [B, V]"));
+  }
+  s->channels = !specular ? 9 : shininess.dims() == 2 ? 13 : 12;
+  return Status();
+}
+
+Status CheckPhongInputs(OpKernelContext* ctx, PhongShapes* s) {
+  TF_RETURN_IF_ERROR(CheckVertexArrays(ctx, s));
+  const Tensor& triangles = ctx->input(kTriangles);
+  const Tensor& ids = ctx->input(kTriangleIds);
+  TF_RETURN_IF_ERROR(CheckTriangles(triangles, s->vertex_count));
+  TF_RETURN_IF_ERROR(
+      CheckRasterOutput(ids, ctx->input(kBarycentrics), s->batch, triangles.dim_size(0)));
+  s->height = ids.dim_size(1);
+  s->width = ids.dim_size(2);
+  const Tensor& positions = ctx->input(kLightPositions);
+  const Tensor& intensities = ctx->input(kLightIntensities);
   if (positions.dims() != 3 || positions.dim_size(0) != s->batch || positions.dim_size(2) != 3) {
     return errors::InvalidArgument("light_positions must have shape [B, L, 3] with B = ",
                                    s->batch, ", got shape ", positions.shape().DebugString());
@@ -106,19 +172,31 @@ Status CheckPhongInputs(OpKernelContext* ctx, PhongShapes* s) {
                                    intensities.shape().DebugString());
   }
   s->light_count = positions.dim_size(1);
-  TF_RETURN_IF_ERROR(CheckPerImage(ctx->input(3), s->batch, 3, "ambient", "[B, 3]"));
-  TF_RETURN_IF_ERROR(CheckPerImage(ctx->input(4), s->batch, 3, "camera_position", "[B, 3]"));
-  return CheckPerImage(ctx->input(5), s->batch, 0, "shininess", "[B]");
+  TF_RETURN_IF_ERROR(CheckPerImage(ctx->input(kAmbient), s->batch, 3, "ambient", "[B, 3]"));
+  return CheckPerImage(ctx->input(kCamera), s->batch, 3, "camera_position", "[B, 3]");
+}
+
+const float* Data(OpKernelContext* ctx, int input) {
+  return ctx->input(input).flat<float>().data();
 }
 
 PhongImage ImageParams(OpKernelContext* ctx, const PhongShapes& s, int64_t b) {
   const int64_t lights = s.light_count;
-  return PhongImage{ctx->input(1).flat<float>().data() + 3 * lights * b,
-                    ctx->input(2).flat<float>().data() + 3 * lights * b,
-                    static_cast<int>(lights),
-                    ctx->input(3).flat<float>().data() + 3 * b,
-                    ctx->input(4).flat<float>().data() + 3 * b,
-                    ctx->input(5).flat<float>().data()[b]};
+  return PhongImage{Data(ctx, kLightPositions) + 3 * lights * b,
+                    Data(ctx, kLightIntensities) + 3 * lights * b, static_cast<int>(lights),
+                    Data(ctx, kAmbient) + 3 * b, Data(ctx, kCamera) + 3 * b,
+                    s.channels == 13 ? 0.0f : Data(ctx, kShininess)[b]};
+}
+
+// Image b's part of arrays laid out as the vertex inputs (and shininess).
+template <typename Float>
+ShadingVertices<Float> ImageVertices(Float* const arrays[kVertexArrays + 1],
+                                     const PhongShapes& s, int64_t b) {
+  const int64_t size = 3 * s.vertex_count * b;
+  return ShadingVertices<Float>{arrays[0] + size, arrays[1] + size, arrays[2] + size,
+                                s.channels >= 12 ? arrays[3] + size : nullptr,
+                                s.channels == 13 ? arrays[4] + s.vertex_count * b : nullptr,
+                                s.vertex_count};
 }
 
 class PhongShadeOp : public OpKernel {
@@ -131,25 +209,33 @@ class PhongShadeOp : public OpKernel {
     Tensor* rgba_t;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(
                             0, TensorShape({s.batch, s.height, s.width, 4}), &rgba_t));
-    const float* pixels = ctx->input(0).flat<float>().data();
     float* rgba = rgba_t->flat<float>().data();
-    const int channels = s.layout.channels;
+    switch (s.channels) {
+      case 9: return Shade<9>(ctx, s, rgba);
+      case 12: return Shade<12>(ctx, s, rgba);
+      default: return Shade<13>(ctx, s, rgba);
+    }
+  }
+
+ private:
+  template <int kChannels>
+  static void Shade(OpKernelContext* ctx, const PhongShapes& s, float* rgba) {
+    const float* const arrays[] = {Data(ctx, kNormals), Data(ctx, kPositions),
+                                   Data(ctx, kDiffuse), Data(ctx, kSpecular),
+                                   Data(ctx, kShininess)};
+    const int32_t* triangles = ctx->input(kTriangles).flat<int32_t>().data();
+    const int32_t* ids = ctx->input(kTriangleIds).flat<int32_t>().data();
+    const float* bary = Data(ctx, kBarycentrics);
     ParallelForImages(ctx, s.batch, s.height, s.width * kCostPerShadedPixel,
                       [&](int64_t b, int64_t row_begin, int64_t row_end) {
-      PixelTerms terms;
-      std::vector<LightTerms> lights(s.light_count);
+      PhongScratch scratch(s.light_count);
       const PhongImage image = ImageParams(ctx, s, b);
+      const ShadingVertices<const float> vertices = ImageVertices(arrays, s, b);
       for (int64_t row = row_begin; row < row_end; ++row) {
-        const float* in = pixels + (b * s.height + row) * s.width * channels;
+        const int64_t first = (b * s.height + row) * s.width;
         float* out = rgba + (b * s.height + (s.height - 1 - row)) * s.width * 4;
-        for (int64_t x = 0; x < s.width; ++x, in += channels, out += 4) {
-          if (!Covered(in)) {
-            out[0] = out[1] = out[2] = out[3] = 0.0f;
-            continue;
-          }
-          PhongPixel(in, s.layout, image, &terms, lights.data(), out);
-          out[3] = 1.0f;
-        }
+        scratch.ShadeRow<kChannels>(vertices, triangles, ids + first, bary + 3 * first, s.width,
+                                    image, out);
       }
     });
   }
@@ -162,71 +248,79 @@ class PhongShadeGradOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     PhongShapes s;
     OP_REQUIRES_OK(ctx, CheckPhongInputs(ctx, &s));
-    const Tensor& d_rgba_t = ctx->input(6);
-    OP_REQUIRES(ctx, d_rgba_t.shape() == TensorShape({s.batch, s.height, s.width, 4}),
+    const TensorShape rgba_shape({s.batch, s.height, s.width, 4});
+    const Tensor& d_rgba = ctx->input(kInputCount);
+    OP_REQUIRES(ctx, d_rgba.shape() == rgba_shape,
                 errors::InvalidArgument("df_drgba must have shape [B, H, W, 4] = ",
-                                        TensorShape({s.batch, s.height, s.width, 4}).DebugString(),
-                                        ", got ", d_rgba_t.shape().DebugString()));
-    Tensor* outputs[6];
-    for (int i = 0; i < 6; ++i) {
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(i, ctx->input(i).shape(), &outputs[i]));
+                                        rgba_shape.DebugString(), ", got ",
+                                        d_rgba.shape().DebugString()));
+    Grads g;
+    for (int i = 0, out = 0; i < kInputCount; ++i) {
+      if (i == kTriangles || i == kTriangleIds) continue;
+      Tensor* t;
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(out++, ctx->input(i).shape(), &t));
+      g.d[i] = t->flat<float>().data();
     }
-    // Per (image, band) sums, laid out as gradient outputs 1-5 one after the
-    // other: light positions 3 L, light intensities 3 L, ambient 3, camera 3,
-    // shininess 1.
-    const int64_t slot_size[5] = {3 * s.light_count, 3 * s.light_count, 3, 3, 1};
-    int64_t slot[5], sums = 0;
-    for (int k = 0; k < 5; ++k) {
-      slot[k] = sums;
-      sums += slot_size[k];
+    g.d_rgba = d_rgba.flat<float>().data();
+    switch (s.channels) {
+      case 9: return Backward<9>(ctx, s, g);
+      case 12: return Backward<12>(ctx, s, g);
+      default: return Backward<13>(ctx, s, g);
     }
-    std::vector<float> partial(s.batch * kGradBands * sums, 0.0f);
-    const float* pixels = ctx->input(0).flat<float>().data();
-    const float* d_rgba = d_rgba_t.flat<float>().data();
-    float* d_pixels = outputs[0]->flat<float>().data();
-    const int channels = s.layout.channels;
-    const int64_t rows_per_band = (s.height + kGradBands - 1) / kGradBands;
-    ParallelFor(ctx, s.batch * kGradBands, rows_per_band * s.width * 2 * kCostPerShadedPixel,
+  }
+
+ private:
+  struct Grads {
+    float* d[kInputCount];  // d of each float input, by Input
+    const float* d_rgba;
+  };
+
+  template <int kChannels>
+  static void Backward(OpKernelContext* ctx, const PhongShapes& s, const Grads& g) {
+    const float* const arrays[] = {Data(ctx, kNormals), Data(ctx, kPositions),
+                                   Data(ctx, kDiffuse), Data(ctx, kSpecular),
+                                   Data(ctx, kShininess)};
+    float* const d_arrays[] = {g.d[kNormals], g.d[kPositions], g.d[kDiffuse], g.d[kSpecular],
+                               g.d[kShininess]};
+    const int64_t sums = ImageGradSize(s.light_count);
+    const int32_t* triangles = ctx->input(kTriangles).flat<int32_t>().data();
+    const int32_t* ids = ctx->input(kTriangleIds).flat<int32_t>().data();
+    const float* bary = Data(ctx, kBarycentrics);
+    ParallelFor(ctx, s.batch, s.height * s.width * 2 * kCostPerShadedPixel,
                 [&](int64_t begin, int64_t end) {
-      PixelTerms terms;
-      std::vector<LightTerms> lights(s.light_count);
-      for (int64_t unit = begin; unit < end; ++unit) {
-        const int64_t b = unit / kGradBands, band = unit % kGradBands;
+      PhongScratch scratch(s.light_count);
+      std::vector<float> image_sum(sums), row_sum(sums);
+      for (int64_t b = begin; b < end; ++b) {
         const PhongImage image = ImageParams(ctx, s, b);
-        float* sum = partial.data() + unit * sums;
-        PhongImageGrad grad{sum + slot[0], sum + slot[1], sum + slot[2], sum + slot[3],
-                            sum + slot[4]};
-        const int64_t row_end = std::min(s.height, (band + 1) * rows_per_band);
-        for (int64_t row = band * rows_per_band; row < row_end; ++row) {
+        const ShadingVertices<const float> vertices = ImageVertices(arrays, s, b);
+        const ShadingVertices<float> d_vertices = ImageVertices(d_arrays, s, b);
+        const int64_t array_size = 3 * s.vertex_count;
+        for (float* d : {d_vertices.normals, d_vertices.positions, d_vertices.diffuse}) {
+          std::memset(d, 0, sizeof(float) * array_size);
+        }
+        if (kChannels >= 12) std::memset(d_vertices.specular, 0, sizeof(float) * array_size);
+        if (kChannels == 13) std::memset(d_vertices.shininess, 0, sizeof(float) * s.vertex_count);
+        std::fill(image_sum.begin(), image_sum.end(), 0.0f);
+        for (int64_t row = 0; row < s.height; ++row) {
           const int64_t first = (b * s.height + row) * s.width;
-          const float* g = d_rgba + (b * s.height + (s.height - 1 - row)) * s.width * 4;
-          for (int64_t x = 0; x < s.width; ++x, g += 4) {
-            const float* in = pixels + (first + x) * channels;
-            float* d_in = d_pixels + (first + x) * channels;
-            if (!Covered(in)) {
-              std::fill(d_in, d_in + channels, 0.0f);
-              continue;
-            }
-            float rgb[3];
-            PhongPixel(in, s.layout, image, &terms, lights.data(), rgb);
-            PhongBackwardPixel(in, s.layout, image, terms, lights.data(), g, d_in, &grad);
-          }
+          scratch.ShadeRowBackward<kChannels>(
+              vertices, triangles, ids + first, bary + 3 * first,
+              g.d_rgba + (b * s.height + (s.height - 1 - row)) * s.width * 4, s.width, image,
+              d_vertices, g.d[kBarycentrics] + 3 * first, row_sum.data());
+          for (int64_t i = 0; i < sums; ++i) image_sum[i] += row_sum[i];
+        }
+        // image_sum is laid out as the lighting inputs' gradients (ImageGradAt).
+        const PhongImageGrad<float> total = ImageGradAt(image_sum.data(), s.light_count);
+        const float* parts[kLighting] = {total.light_positions, total.light_intensities,
+                                         total.ambient, total.camera, total.shininess};
+        for (int i = 0; i < kLighting; ++i) {
+          const Tensor& input = ctx->input(kLightingInputs[i]);
+          if (kLightingInputs[i] == kShininess && kChannels == 13) continue;  // per vertex
+          const int64_t size = input.NumElements() / s.batch;
+          std::copy_n(parts[i], size, g.d[kLightingInputs[i]] + b * size);
         }
       }
     });
-    // Per-image sums in band order (independent of the thread count).
-    std::vector<float> total(sums);
-    for (int64_t b = 0; b < s.batch; ++b) {
-      std::fill(total.begin(), total.end(), 0.0f);
-      for (int band = 0; band < kGradBands; ++band) {
-        const float* sum = partial.data() + (b * kGradBands + band) * sums;
-        for (int64_t i = 0; i < sums; ++i) total[i] += sum[i];
-      }
-      for (int k = 0; k < 5; ++k) {
-        std::copy_n(total.begin() + slot[k], slot_size[k],
-                    outputs[k + 1]->flat<float>().data() + b * slot_size[k]);
-      }
-    }
   }
 };
 
