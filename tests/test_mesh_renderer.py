@@ -1,5 +1,6 @@
 """mesh_renderer: hand-derived Phong values, row order, broadcasting, cameras, gradients."""
 
+import importlib
 import math
 
 import numpy as np
@@ -141,6 +142,26 @@ def test_gradients_reach_vertices_colors_and_lights():
     loss = tf.reduce_sum(image[..., :3] * tf.random.stateless_uniform(image[..., :3].shape, [3, 4]))
   for g in tape.gradient(loss, [v, colors, light]):
     assert np.all(np.isfinite(g.numpy())) and np.abs(g.numpy()).max() > 0
+
+
+@pytest.mark.parametrize("batch, vertex_count", [(1, 1), (3, 7), (2, 300)])
+def test_clip_space_gradient_is_the_transforms(batch, vertex_count):
+  """mesh_renderer's vertex stage (XLA, explicit gradient) against TensorFlow's
+  automatic differentiation of camera_utils.transform_homogeneous."""
+  mesh_renderer_module = importlib.import_module("renderer.mesh_renderer")
+  rng = np.random.default_rng(vertex_count)
+  matrices = tf.constant(rng.normal(size=(batch, 4, 4)), tf.float32)
+  vertices = tf.constant(rng.normal(size=(batch, vertex_count, 3)), tf.float32)
+  weights = tf.constant(rng.normal(size=(batch, vertex_count, 4)), tf.float32)
+  results = []
+  for transform in (mesh_renderer_module._clip_space, renderer.camera_utils.transform_homogeneous):
+    with tf.GradientTape() as tape:
+      tape.watch([matrices, vertices])
+      clip = transform(matrices, vertices)
+      loss = tf.reduce_sum(clip * weights)
+    results.append([clip] + tape.gradient(loss, [matrices, vertices]))
+  for got, want in zip(*results):
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("specular", [False, True])
