@@ -2,9 +2,10 @@
 // phong_cpu.h): phong_core.h's row drivers for 8 pixels per step, with the
 // per-pixel code (interpolation, PhongPixel, PhongBackwardPixel, the
 // barycentric gradient's DotInLanes8) instantiated for Float8 lanes, so their
-// outputs are bit-identical to the baseline's (tests/cc/core_test.cc
-// compares them). Loading the corners' vertex rows and the scatter into the
-// vertex gradients stay scalar, pixel by pixel in the baseline's order.
+// outputs are bit-identical to the baseline's (tests/cc/phong_core_test.cc
+// compares them). The 8 pixels' corner vertex rows are loaded 4 floats at a
+// time and transposed into lanes; the scatter into the vertex gradients stays
+// scalar, pixel by pixel in the baseline's order.
 #ifndef RENDERER_KERNELS_PHONG_AVX2_H_
 #define RENDERER_KERNELS_PHONG_AVX2_H_
 
@@ -15,6 +16,32 @@
 #if defined(RENDERER_CPU_AVX2_DISPATCH)
 
 namespace renderer {
+
+// The 3 channels of 8 pixels stored 3 per pixel (n of them) as 3 registers,
+// and back.
+__attribute__((target("avx2"))) inline void Load3Lanes(const float* p, int n, Float8 out[3]) {
+  if (n == 8) {
+    Load3x8(p, &out[0].v, &out[1].v, &out[2].v);
+    return;
+  }
+  alignas(32) float lanes[3][8] = {};
+  for (int l = 0; l < n; ++l) {
+    for (int i = 0; i < 3; ++i) lanes[i][l] = p[3 * l + i];
+  }
+  for (int i = 0; i < 3; ++i) out[i] = Load8(lanes[i]);
+}
+
+__attribute__((target("avx2"))) inline void Store3Lanes(const Float8 in[3], int n, float* p) {
+  if (n == 8) {
+    Store3x8(p, in[0].v, in[1].v, in[2].v);
+    return;
+  }
+  alignas(32) float lanes[3][8];
+  for (int i = 0; i < 3; ++i) Store8(lanes[i], in[i]);
+  for (int l = 0; l < n; ++l) {
+    for (int i = 0; i < 3; ++i) p[3 * l + i] = lanes[i][l];
+  }
+}
 
 // The triangle corners of up to 8 pixels of a row: corner[i][c] holds
 // channel c of corner i for each pixel, b[i] its barycentric; lanes without
@@ -84,15 +111,7 @@ __attribute__((target("avx2"))) inline void GatherCorners(
     }
     if (kChannels == 13) block->corner[i][12] = Load8(shininess[i]);
   }
-  if (n == 8) {
-    Load3x8(bary + 3 * x0, &block->b[0].v, &block->b[1].v, &block->b[2].v);
-  } else {
-    alignas(32) float lanes[3][8] = {};
-    for (int l = 0; l < n; ++l) {
-      for (int i = 0; i < 3; ++i) lanes[i][l] = bary[3 * (x0 + l) + i];
-    }
-    for (int i = 0; i < 3; ++i) block->b[i] = Load8(lanes[i]);
-  }
+  Load3Lanes(bary + 3 * x0, n, block->b);
   const Mask8 has = LaneMask(block->has_triangle);
   for (int i = 0; i < 3; ++i) block->b[i] = Select(has, block->b[i], Float8(0.0f));
 }
@@ -120,32 +139,6 @@ __attribute__((target("avx2"))) inline Float8 DotInLanes8(const Float8* g, const
     for (int l = 0; l < 8; ++l) lane[l] += c0 + l < kChannels ? g[c0 + l] * a[c0 + l] : zero;
   }
   return ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
-}
-
-// The 3 channels of 8 pixels stored 3 per pixel (n of them) as 3 registers,
-// and back.
-__attribute__((target("avx2"))) inline void Load3Lanes(const float* p, int n, Float8 out[3]) {
-  if (n == 8) {
-    Load3x8(p, &out[0].v, &out[1].v, &out[2].v);
-    return;
-  }
-  alignas(32) float lanes[3][8] = {};
-  for (int l = 0; l < n; ++l) {
-    for (int i = 0; i < 3; ++i) lanes[i][l] = p[3 * l + i];
-  }
-  for (int i = 0; i < 3; ++i) out[i] = Load8(lanes[i]);
-}
-
-__attribute__((target("avx2"))) inline void Store3Lanes(const Float8 in[3], int n, float* p) {
-  if (n == 8) {
-    Store3x8(p, in[0].v, in[1].v, in[2].v);
-    return;
-  }
-  alignas(32) float lanes[3][8];
-  for (int i = 0; i < 3; ++i) Store8(lanes[i], in[i]);
-  for (int l = 0; l < n; ++l) {
-    for (int i = 0; i < 3; ++i) p[3 * l + i] = lanes[i][l];
-  }
 }
 
 // ShadeRowBaseline, 8 pixels per step; lights is scratch for L lights.

@@ -44,9 +44,7 @@ struct PhongImage {
 constexpr bool HasSpecular(int channels) { return channels >= 12; }
 constexpr bool HasPixelShininess(int channels) { return channels == 13; }
 
-// Pixel and corner arrays: 13 channels at most, room for 16 (two 8-lane
-// vectors; the AVX2 gradient pads with zeros).
-constexpr int kMaxPixelChannels = 16;
+constexpr int kMaxPixelChannels = 13;
 
 // One image's vertex arrays: a pixel's shading channels are the interpolated
 // [normal, position, diffuse(, specular(, shininess))].
