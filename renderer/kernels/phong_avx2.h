@@ -121,24 +121,8 @@ __attribute__((target("avx2"))) inline void GatherCorners(
 template <int kChannels>
 __attribute__((target("avx2"))) inline Mask8 InterpolateBlock(
     const CornerBlock<kChannels>& block, Float8 pixel[kChannels]) {
-  for (int c = 0; c < kChannels; ++c) {
-    pixel[c] = block.b[0] * block.corner[0][c] + block.b[1] * block.corner[1][c] +
-               block.b[2] * block.corner[2][c];
-  }
-  const Float8 zero(0.0f);
-  return LaneMask(block.has_triangle) & ((pixel[6] >= zero) | (pixel[7] >= zero) |
-                                         (pixel[8] >= zero));
-}
-
-// DotInLanes8(g, a, kChannels) of 8 pixels (g[c], a[c]: channel c of each).
-template <int kChannels>
-__attribute__((target("avx2"))) inline Float8 DotInLanes8(const Float8* g, const Float8* a) {
-  const Float8 zero(0.0f);
-  Float8 lane[8] = {zero, zero, zero, zero, zero, zero, zero, zero};
-  for (int c0 = 0; c0 < kChannels; c0 += 8) {
-    for (int l = 0; l < 8; ++l) lane[l] += c0 + l < kChannels ? g[c0 + l] * a[c0 + l] : zero;
-  }
-  return ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+  BlendCorners<kChannels>(block.b, block.corner, pixel);
+  return LaneMask(block.has_triangle) & Covered(pixel);
 }
 
 // ShadeRowBaseline, 8 pixels per step; lights is scratch for L lights.
@@ -215,7 +199,7 @@ __attribute__((target("avx2"), flatten)) void ShadeRowBackwardAvx2(
     PhongBackwardPixel<kChannels>(pixel, image, terms, lights, d_rgb, covered_mask, d_pixel,
                                   &grad);
     for (int i = 0; i < 3; ++i) {
-      d_bary8[i] = Select(covered_mask, DotInLanes8<kChannels>(d_pixel, block.corner[i]), zero);
+      d_bary8[i] = Select(covered_mask, DotInLanes8(d_pixel, block.corner[i], kChannels), zero);
       Store8(bary_lanes[i], block.b[i]);
     }
     Store3Lanes(d_bary8, n, d_bary + 3 * x0);

@@ -86,16 +86,22 @@ RENDERER_HD void ScatterCorner(const ShadingVertices<float>& d_vertices, int32_t
   if (kChannels == 13) d_vertices.shininess[v] += b * d_pixel[12];
 }
 
-// pixel = b0 corner0 + b1 corner1 + b2 corner2 (the interpolation op's
-// arithmetic), corners[i] = GatherCorner(tri[i]).
+// pixel = b0 corner0 + b1 corner1 + b2 corner2, channel by channel (the
+// interpolation op's arithmetic); F = float or a lane type (phong_core.h).
+template <int kChannels, typename F, int kStride>
+RENDERER_HD void BlendCorners(const F* b, const F (*corners)[kStride], F* pixel) {
+  for (int c = 0; c < kChannels; ++c) {
+    pixel[c] = b[0] * corners[0][c] + b[1] * corners[1][c] + b[2] * corners[2][c];
+  }
+}
+
+// BlendCorners of triangle tri's corners, corners[i] = GatherCorner(tri[i]).
 template <int kChannels>
 RENDERER_HD void InterpolateCorners(const ShadingVertices<const float>& vertices,
                                     const int32_t* tri, const float* bary,
                                     float corners[3][kMaxPixelChannels], float* pixel) {
   for (int i = 0; i < 3; ++i) GatherCorner<kChannels>(vertices, tri[i], corners[i]);
-  for (int c = 0; c < kChannels; ++c) {
-    pixel[c] = bary[0] * corners[0][c] + bary[1] * corners[1][c] + bary[2] * corners[2][c];
-  }
+  BlendCorners<kChannels>(bary, corners, pixel);
 }
 
 // Backward of InterpolateCorners for d pixel: adds to the corners' vertex
@@ -158,8 +164,11 @@ RENDERER_HD void NormalizeBackward3(const F* x, F inv, MaskOf<F> through_norm, c
   for (int i = 0; i < 3; ++i) dx[i] += inv * dy[i] - k * x[i];
 }
 
-RENDERER_HD bool Covered(const float* pixel) {
-  return pixel[6] >= 0.0f || pixel[7] >= 0.0f || pixel[8] >= 0.0f;
+// Whether any interpolated diffuse channel is >= 0 (mesh_renderer's coverage).
+template <typename F>
+RENDERER_HD MaskOf<F> Covered(const F* pixel) {
+  const F zero(0.0f);
+  return MaskOf<F>((pixel[6] >= zero) | (pixel[7] >= zero) | (pixel[8] >= zero));
 }
 
 // Intermediate values of one light at one pixel, kept for the gradient.

@@ -39,7 +39,6 @@ enum Input {
   kLightPositions, kLightIntensities, kAmbient, kCamera, kShininess,
   kInputCount
 };
-constexpr int kVertexArrays = 4;
 constexpr Input kLightingInputs[] = {kLightPositions, kLightIntensities, kAmbient, kCamera,
                                      kShininess};
 constexpr int kLighting = 5;
@@ -106,12 +105,10 @@ struct PhongShapes {
 const char* const kVertexArrayNames[] = {"normals", "positions", "diffuse_colors",
                                          "specular_colors"};
 
-Status CheckPerImage(const Tensor& t, int64_t batch, int64_t inner, const char* name,
-                     const char* layout) {
-  const bool ok = inner == 0 ? (t.dims() == 1 && t.dim_size(0) == batch)
-                             : (t.dims() == 2 && t.dim_size(0) == batch && t.dim_size(1) == inner);
-  if (!ok) {
-    return errors::InvalidArgument(name, " must have shape ", layout, " with B = ", batch,
+Status CheckShape(const Tensor& t, const TensorShape& want, const char* name,
+                  const char* layout) {
+  if (t.shape() != want) {
+    return errors::InvalidArgument(name, " must have shape ", layout, " = ", want.DebugString(),
                                    ", got shape ", t.shape().DebugString());
   }
   return Status();
@@ -135,18 +132,13 @@ Status CheckVertexArrays(OpKernelContext* ctx, PhongShapes* s) {
   // [B, 0, 3] specular colours mean none (with V = 0 either reading holds).
   const bool specular = ctx->input(kSpecular).shape() == shape;
   const Tensor& shininess = ctx->input(kShininess);
-  if (shininess.dims() == 2) {
-    if (!specular) {
-      return errors::InvalidArgument("per-vertex shininess [B, V] needs specular colours");
-    }
-    if (shininess.dim_size(0) != s->batch || shininess.dim_size(1) != s->vertex_count) {
-      return errors::InvalidArgument("shininess must have shape [B] or [B, V] = [", s->batch,
-                                     ", ", s->vertex_count, "], got shape ",
-                                     shininess.shape().DebugString());
-    }
-  } else {
-    TF_RETURN_IF_ERROR(CheckPerImage(shininess, s->batch, 0, "shininess", "[B] or [B, V]"));
+  if (shininess.dims() == 2 && !specular) {
+    return errors::InvalidArgument("per-vertex shininess [B, V] needs specular colours");
   }
+  TF_RETURN_IF_ERROR(CheckShape(
+      shininess,
+      shininess.dims() == 2 ? TensorShape({s->batch, s->vertex_count}) : TensorShape({s->batch}),
+      "shininess", "[B] or [B, V]"));
   s->channels = !specular ? 9 : shininess.dims() == 2 ? 13 : 12;
   return Status();
 }
@@ -172,31 +164,40 @@ Status CheckPhongInputs(OpKernelContext* ctx, PhongShapes* s) {
                                    intensities.shape().DebugString());
   }
   s->light_count = positions.dim_size(1);
-  TF_RETURN_IF_ERROR(CheckPerImage(ctx->input(kAmbient), s->batch, 3, "ambient", "[B, 3]"));
-  return CheckPerImage(ctx->input(kCamera), s->batch, 3, "camera_position", "[B, 3]");
+  TF_RETURN_IF_ERROR(
+      CheckShape(ctx->input(kAmbient), TensorShape({s->batch, 3}), "ambient", "[B, 3]"));
+  return CheckShape(ctx->input(kCamera), TensorShape({s->batch, 3}), "camera_position",
+                    "[B, 3]");
 }
 
-const float* Data(OpKernelContext* ctx, int input) {
-  return ctx->input(input).flat<float>().data();
-}
+// The float inputs' data by Input (nullptr for the integer ones).
+struct FloatInputs {
+  explicit FloatInputs(OpKernelContext* ctx) {
+    for (int i = 0; i < kInputCount; ++i) {
+      data[i] = i == kTriangles || i == kTriangleIds ? nullptr
+                                                     : ctx->input(i).flat<float>().data();
+    }
+  }
+  const float* data[kInputCount];
+};
 
-PhongImage ImageParams(OpKernelContext* ctx, const PhongShapes& s, int64_t b) {
+PhongImage ImageParams(const float* const in[kInputCount], const PhongShapes& s, int64_t b) {
   const int64_t lights = s.light_count;
-  return PhongImage{Data(ctx, kLightPositions) + 3 * lights * b,
-                    Data(ctx, kLightIntensities) + 3 * lights * b, static_cast<int>(lights),
-                    Data(ctx, kAmbient) + 3 * b, Data(ctx, kCamera) + 3 * b,
-                    s.channels == 13 ? 0.0f : Data(ctx, kShininess)[b]};
+  return PhongImage{in[kLightPositions] + 3 * lights * b, in[kLightIntensities] + 3 * lights * b,
+                    static_cast<int>(lights), in[kAmbient] + 3 * b, in[kCamera] + 3 * b,
+                    s.channels == 13 ? 0.0f : in[kShininess][b]};
 }
 
-// Image b's part of arrays laid out as the vertex inputs (and shininess).
+// Image b's part of the vertex arrays (and per-vertex shininess) of data laid
+// out as the inputs, indexed by Input: the inputs or their gradients.
 template <typename Float>
-ShadingVertices<Float> ImageVertices(Float* const arrays[kVertexArrays + 1],
-                                     const PhongShapes& s, int64_t b) {
+ShadingVertices<Float> ImageVertices(Float* const by_input[kInputCount], const PhongShapes& s,
+                                     int64_t b) {
   const int64_t size = 3 * s.vertex_count * b;
-  return ShadingVertices<Float>{arrays[0] + size, arrays[1] + size, arrays[2] + size,
-                                s.channels >= 12 ? arrays[3] + size : nullptr,
-                                s.channels == 13 ? arrays[4] + s.vertex_count * b : nullptr,
-                                s.vertex_count};
+  return ShadingVertices<Float>{
+      by_input[kNormals] + size, by_input[kPositions] + size, by_input[kDiffuse] + size,
+      s.channels >= 12 ? by_input[kSpecular] + size : nullptr,
+      s.channels == 13 ? by_input[kShininess] + s.vertex_count * b : nullptr, s.vertex_count};
 }
 
 class PhongShadeOp : public OpKernel {
@@ -220,17 +221,15 @@ class PhongShadeOp : public OpKernel {
  private:
   template <int kChannels>
   static void Shade(OpKernelContext* ctx, const PhongShapes& s, float* rgba) {
-    const float* const arrays[] = {Data(ctx, kNormals), Data(ctx, kPositions),
-                                   Data(ctx, kDiffuse), Data(ctx, kSpecular),
-                                   Data(ctx, kShininess)};
+    const FloatInputs in(ctx);
     const int32_t* triangles = ctx->input(kTriangles).flat<int32_t>().data();
     const int32_t* ids = ctx->input(kTriangleIds).flat<int32_t>().data();
-    const float* bary = Data(ctx, kBarycentrics);
+    const float* bary = in.data[kBarycentrics];
     ParallelForImages(ctx, s.batch, s.height, s.width * kCostPerShadedPixel,
                       [&](int64_t b, int64_t row_begin, int64_t row_end) {
       PhongScratch scratch(s.light_count);
-      const PhongImage image = ImageParams(ctx, s, b);
-      const ShadingVertices<const float> vertices = ImageVertices(arrays, s, b);
+      const PhongImage image = ImageParams(in.data, s, b);
+      const ShadingVertices<const float> vertices = ImageVertices(in.data, s, b);
       for (int64_t row = row_begin; row < row_end; ++row) {
         const int64_t first = (b * s.height + row) * s.width;
         float* out = rgba + (b * s.height + (s.height - 1 - row)) * s.width * 4;
@@ -277,23 +276,19 @@ class PhongShadeGradOp : public OpKernel {
 
   template <int kChannels>
   static void Backward(OpKernelContext* ctx, const PhongShapes& s, const Grads& g) {
-    const float* const arrays[] = {Data(ctx, kNormals), Data(ctx, kPositions),
-                                   Data(ctx, kDiffuse), Data(ctx, kSpecular),
-                                   Data(ctx, kShininess)};
-    float* const d_arrays[] = {g.d[kNormals], g.d[kPositions], g.d[kDiffuse], g.d[kSpecular],
-                               g.d[kShininess]};
+    const FloatInputs in(ctx);
     const int64_t sums = ImageGradSize(s.light_count);
     const int32_t* triangles = ctx->input(kTriangles).flat<int32_t>().data();
     const int32_t* ids = ctx->input(kTriangleIds).flat<int32_t>().data();
-    const float* bary = Data(ctx, kBarycentrics);
+    const float* bary = in.data[kBarycentrics];
     ParallelFor(ctx, s.batch, s.height * s.width * 2 * kCostPerShadedPixel,
                 [&](int64_t begin, int64_t end) {
       PhongScratch scratch(s.light_count);
       std::vector<float> image_sum(sums), row_sum(sums);
       for (int64_t b = begin; b < end; ++b) {
-        const PhongImage image = ImageParams(ctx, s, b);
-        const ShadingVertices<const float> vertices = ImageVertices(arrays, s, b);
-        const ShadingVertices<float> d_vertices = ImageVertices(d_arrays, s, b);
+        const PhongImage image = ImageParams(in.data, s, b);
+        const ShadingVertices<const float> vertices = ImageVertices(in.data, s, b);
+        const ShadingVertices<float> d_vertices = ImageVertices(g.d, s, b);
         const int64_t array_size = 3 * s.vertex_count;
         for (float* d : {d_vertices.normals, d_vertices.positions, d_vertices.diffuse}) {
           std::memset(d, 0, sizeof(float) * array_size);

@@ -352,17 +352,23 @@ inline void RasterizeBackwardImageBaseline(const float* clip, const int32_t* tri
 // it (so the scalar and AVX2 gradients agree bit for bit): lane l sums the
 // products of channels l, l + 8, ... (a missing channel adds +0), then
 // ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
-// AddLanes8 adds the products of channels [c0, min(c0 + 8, channels)).
-RENDERER_HD void AddLanes8(const float* g, const float* a, int c0, int channels, float lane[8]) {
-  for (int l = 0; l < 8; ++l) lane[l] += c0 + l < channels ? g[c0 + l] * a[c0 + l] : 0.0f;
+// AddLanes8 adds the products of channels [c0, min(c0 + 8, channels)). F is
+// float, or a lane type (one pixel per lane, as the shading's Float8) whose
+// g[c], a[c] hold channel c of several pixels.
+template <typename F>
+RENDERER_HD void AddLanes8(const F* g, const F* a, int c0, int channels, F lane[8]) {
+  for (int l = 0; l < 8; ++l) lane[l] += c0 + l < channels ? g[c0 + l] * a[c0 + l] : F(0.0f);
 }
 
-RENDERER_HD float SumLanes8(const float lane[8]) {
+template <typename F>
+RENDERER_HD F SumLanes8(const F lane[8]) {
   return ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
 }
 
-RENDERER_HD float DotInLanes8(const float* g, const float* a, int channels) {
-  float lane[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+template <typename F>
+RENDERER_HD F DotInLanes8(const F* g, const F* a, int channels) {
+  const F zero(0.0f);
+  F lane[8] = {zero, zero, zero, zero, zero, zero, zero, zero};
   for (int c0 = 0; c0 < channels; c0 += 8) AddLanes8(g, a, c0, channels, lane);
   return SumLanes8(lane);
 }
