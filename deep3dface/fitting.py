@@ -63,7 +63,8 @@ def render_colors(clip_vertices, triangles, colors):
   pixels = renderer.interpolate(tf.concat([colors, ones], -1), triangles, raster.triangle_ids,
                                 raster.barycentrics)
   pixels = tf.reverse(pixels, axis=[1])
-  return pixels[..., :3], pixels[..., 3]
+  rgb, alpha = renderer.split_channels(pixels, [3, 1])
+  return rgb, tf.squeeze(alpha, -1)
 
 
 class Fitter:

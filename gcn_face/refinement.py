@@ -42,7 +42,8 @@ def render(clip_vertices, triangles, colors):
   pixels = renderer.interpolate(tf.concat([colors, ones], -1), triangles, raster.triangle_ids,
                                 tf.stop_gradient(raster.barycentrics))
   pixels = tf.reverse(pixels, axis=[1])  # the rasterizer's row 0 is the image bottom
-  return pixels[..., :-1], pixels[..., -1]
+  images, alpha = renderer.split_channels(pixels, [-1, 1])
+  return images, tf.squeeze(alpha, -1)
 
 
 class TextureRefinement(tf.Module):
@@ -114,7 +115,7 @@ class TextureRefinement(tf.Module):
     image_colors = tf.gather_nd(image, pixels, batch_dims=1)
     renders, alpha = render(face.clip_vertices, self.triangles,
                             tf.concat([fine_colors, coarse_colors], -1))
-    render_fine, render_coarse = renders[..., :3], renders[..., 3:]
+    render_fine, render_coarse = renderer.split_channels(renders, [3, 3])
     composite = losses.composite(to_255(tf.clip_by_value(render_fine, -1.0, 1.0)), image_255,
                                  alpha * mask)
     return {"image": image, "image_255": image_255, "mask": mask, "eroded_mask": eroded,

@@ -171,9 +171,25 @@ def _phong_shade(normals, positions, diffuse_colors, triangles, raster, light_po
                                     camera_position, shininess)
 
 
+_VERTEX_ARRAY_INPUTS = (0, 1, 2, 3)  # normals, positions, diffuse, specular
+
+
+def _unneeded_vertex_arrays(op):
+  """The vertex-array inputs whose gradient nobody asked for.
+
+  GradientTape tells (op.skip_input_indices: unwatched inputs); graph-mode
+  tf.gradients does not, and then every gradient is computed.
+  """
+  skip = getattr(op, "skip_input_indices", None) or ()
+  return [i for i in _VERTEX_ARRAY_INPUTS if i in skip]
+
+
 @tf.RegisterGradient("RendererPhongShade")
 def _phong_shade_grad(op, d_rgba):
-  grads = list(ops().renderer_phong_shade_grad(*op.inputs, d_rgba))
+  skip = _unneeded_vertex_arrays(op)
+  grads = list(ops().renderer_phong_shade_grad(*op.inputs, d_rgba, skip_vertex_arrays=skip))
+  for i in skip:  # the op returns [B, 0, 3] for these
+    grads[i] = None
   # No gradients for the integer inputs: triangles and triangle_ids.
   return grads[:4] + [None, None] + grads[4:]
 

@@ -192,3 +192,23 @@ def test_empty_mesh_renders_background_with_zero_gradients(specular):
 def test_bad_arguments(kwargs, message):
   with pytest.raises(ValueError, match=message):
     render_quad(**kwargs)
+
+
+def test_split_channels_matches_slicing_values_and_gradients():
+  images = tf.random.stateless_uniform([2, 5, 6, 7], [3, 4])
+  weights = tf.random.stateless_uniform([2, 5, 6, 7], [5, 6])
+
+  def loss(parts):
+    return sum(tf.reduce_sum(tf.square(p) * weights[..., :p.shape[-1]]) for p in parts)
+
+  for sizes, bounds in (([3, 1, 3], [0, 3, 4, 7]), ([-1, 1], [0, 6, 7]), ([7], [0, 7])):
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(images)
+      got = renderer.split_channels(images, sizes)
+      want = [images[..., b:e] for b, e in zip(bounds[:-1], bounds[1:])]
+      got_loss, want_loss = loss(got), loss(want)
+    assert [g.shape[-1] for g in got] == [w.shape[-1] for w in want]
+    for g, w in zip(got, want):
+      np.testing.assert_array_equal(g.numpy(), w.numpy())
+    np.testing.assert_allclose(tape.gradient(got_loss, images).numpy(),
+                               tape.gradient(want_loss, images).numpy(), rtol=1e-6)

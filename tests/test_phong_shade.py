@@ -143,6 +143,65 @@ def test_gradient_matches_finite_differences():
     np.testing.assert_allclose(t, n, atol=2e-2, rtol=2e-2)
 
 
+def _raw_gradients(s, d_rgba, skip=()):
+  specular = s["specular"] if s["specular"] is not None else tf.zeros([2, 0, 3])
+  return ops().renderer_phong_shade_grad(
+      s["normals"], s["positions"], s["diffuse"], specular, s["triangles"], s["triangle_ids"],
+      s["barycentrics"], s["light_positions"], s["light_intensities"], s["ambient"],
+      s["camera"], s["shininess"], d_rgba, skip_vertex_arrays=list(skip))
+
+
+@pytest.mark.parametrize("channels, skip", [
+    (9, [0]), (9, [0, 2]), (12, [0, 1, 2, 3]), (12, [3]), (13, [1, 3])])
+def test_skipped_vertex_arrays_leave_the_other_gradients_bit_identical(channels, skip):
+  s = _scene(2, 8, 9, channels, 2, seed=channels + len(skip))
+  d_rgba = tf.random.stateless_uniform([2, 8, 9, 4], [channels, 1], -1.0, 1.0)
+  full = _raw_gradients(s, d_rgba)
+  part = _raw_gradients(s, d_rgba, skip)
+  for i, (f, p) in enumerate(zip(full, part)):
+    if i in skip:
+      assert p.shape == [2, 0, 3], i
+    else:
+      np.testing.assert_array_equal(p.numpy(), f.numpy(), err_msg=str(i))
+
+
+def test_gradient_tape_skips_only_unwatched_vertex_arrays():
+  """A tape watching some arrays gets the same gradients as one watching all."""
+  s = _scene(2, 6, 7, 12, 1, seed=3)
+  skipped = []
+  unneeded = MR._unneeded_vertex_arrays
+
+  def spy(op):
+    skipped.append(unneeded(op))
+    return skipped[-1]
+
+  weights = tf.random.stateless_uniform([2, 6, 7, 4], [4, 5], -1.0, 1.0)
+
+  def grads(watched):
+    with tf.GradientTape() as tape:
+      tape.watch(watched)
+      loss = tf.reduce_sum(_op(s, 12) * weights)
+    return tape.gradient(loss, watched)
+
+  all_arrays = [s["normals"], s["positions"], s["diffuse"], s["specular"]]
+  want = grads(all_arrays)
+  MR._unneeded_vertex_arrays = spy
+  try:
+    got = grads([s["positions"], s["diffuse"]])
+    got_graph = tf.function(lambda: grads([s["specular"]]))()
+  finally:
+    MR._unneeded_vertex_arrays = unneeded
+  assert skipped == [[0, 3], [0, 1, 2]]
+  for w, g in zip(want[1:3] + want[3:], list(got) + list(got_graph)):
+    np.testing.assert_array_equal(g.numpy(), w.numpy())
+
+
+def test_bad_skip_vertex_arrays():
+  with pytest.raises(tf.errors.InvalidArgumentError, match="skip_vertex_arrays entry 6 is not"):
+    ops().renderer_phong_shade_grad(**_raw_inputs(), df_drgba=tf.zeros([2, 3, 4, 4]),
+                                    skip_vertex_arrays=[6])
+
+
 def test_rows_flipped_and_background_black():
   s = _scene(1, 4, 3, 9, 1, seed=3)
   rgba = _op(s, 9).numpy()[0]

@@ -72,17 +72,22 @@ RENDERER_HD void GatherCorner(const ShadingVertices<const float>& vertices, int3
   if (kChannels == 13) corner[12] = vertices.shininess[v];
 }
 
+// d_array[3 v, 3 v + 3) += b * d_channels[0, 3); a null array is a gradient
+// nobody asked for (RendererPhongShadeGrad's skip_vertex_arrays).
+RENDERER_HD void ScatterVec3(float* d_array, int32_t v, float b, const float* d_channels) {
+  if (d_array == nullptr) return;
+  float* d = d_array + 3 * static_cast<int64_t>(v);
+  for (int c = 0; c < 3; ++c) d[c] += b * d_channels[c];
+}
+
 // Adds b * d_pixel to vertex v's gradients (laid out as ShadingVertices).
 template <int kChannels>
 RENDERER_HD void ScatterCorner(const ShadingVertices<float>& d_vertices, int32_t v, float b,
                                const float* d_pixel) {
-  const int64_t i = 3 * static_cast<int64_t>(v);
-  for (int c = 0; c < 3; ++c) {
-    d_vertices.normals[i + c] += b * d_pixel[c];
-    d_vertices.positions[i + c] += b * d_pixel[3 + c];
-    d_vertices.diffuse[i + c] += b * d_pixel[6 + c];
-    if (kChannels >= 12) d_vertices.specular[i + c] += b * d_pixel[9 + c];
-  }
+  ScatterVec3(d_vertices.normals, v, b, d_pixel);
+  ScatterVec3(d_vertices.positions, v, b, d_pixel + 3);
+  ScatterVec3(d_vertices.diffuse, v, b, d_pixel + 6);
+  if (kChannels >= 12) ScatterVec3(d_vertices.specular, v, b, d_pixel + 9);
   if (kChannels == 13) d_vertices.shininess[v] += b * d_pixel[12];
 }
 

@@ -10,7 +10,10 @@
 //                           [B,V] (per vertex, with specular colours)
 //                           -> rgba [B,H,W,4], rows flipped (row 0 = top)
 //   RendererPhongShadeGrad  ... d rgba -> d of the vertex arrays, the
-//                           barycentrics and the lighting inputs
+//                           barycentrics and the lighting inputs; the vertex
+//                           arrays listed in skip_vertex_arrays (input
+//                           indices 0-3) get an empty [B,0,3] gradient and
+//                           are not scattered into (nobody needs them)
 //
 // The forward pass shards over (image, row). The gradient runs one image per
 // shard in pixel order (the scatter into the vertex arrays and the per-image
@@ -43,9 +46,21 @@ constexpr Input kLightingInputs[] = {kLightPositions, kLightIntensities, kAmbien
                                      kShininess};
 constexpr int kLighting = 5;
 
-Status ShapeLikeInputs(InferenceContext* c) {
+bool Contains(const std::vector<int32_t>& list, int value) {
+  return std::find(list.begin(), list.end(), value) != list.end();
+}
+
+// Each input's shape; [B, 0, 3] for skipped vertex arrays.
+Status GradShapes(InferenceContext* c) {
+  std::vector<int32_t> skip;
+  TF_RETURN_IF_ERROR(c->GetAttr("skip_vertex_arrays", &skip));
   for (int i = 0, out = 0; i < kInputCount; ++i) {
-    if (i != kTriangles && i != kTriangleIds) c->set_output(out++, c->input(i));
+    if (i == kTriangles || i == kTriangleIds) continue;
+    ShapeHandle shape = c->input(i);
+    if (i <= kSpecular && Contains(skip, i)) {
+      TF_RETURN_IF_ERROR(c->ReplaceDim(c->input(i), 1, c->MakeDim(0), &shape));
+    }
+    c->set_output(out++, shape);
   }
   return Status();
 }
@@ -94,7 +109,8 @@ REGISTER_OP("RendererPhongShadeGrad")
     .Output("df_dambient: float32")
     .Output("df_dcamera_position: float32")
     .Output("df_dshininess: float32")
-    .SetShapeFn(ShapeLikeInputs);
+    .Attr("skip_vertex_arrays: list(int) = []")
+    .SetShapeFn(GradShapes);
 
 // Validated shapes.
 struct PhongShapes {
@@ -193,11 +209,14 @@ PhongImage ImageParams(const float* const in[kInputCount], const PhongShapes& s,
 template <typename Float>
 ShadingVertices<Float> ImageVertices(Float* const by_input[kInputCount], const PhongShapes& s,
                                      int64_t b) {
+  const auto at = [&](int input, int64_t offset) {  // null stays null (skipped)
+    return by_input[input] == nullptr ? nullptr : by_input[input] + offset;
+  };
   const int64_t size = 3 * s.vertex_count * b;
   return ShadingVertices<Float>{
-      by_input[kNormals] + size, by_input[kPositions] + size, by_input[kDiffuse] + size,
-      s.channels >= 12 ? by_input[kSpecular] + size : nullptr,
-      s.channels == 13 ? by_input[kShininess] + s.vertex_count * b : nullptr, s.vertex_count};
+      at(kNormals, size), at(kPositions, size), at(kDiffuse, size),
+      s.channels >= 12 ? at(kSpecular, size) : nullptr,
+      s.channels == 13 ? at(kShininess, s.vertex_count * b) : nullptr, s.vertex_count};
 }
 
 class PhongShadeOp : public OpKernel {
@@ -242,7 +261,14 @@ class PhongShadeOp : public OpKernel {
 
 class PhongShadeGradOp : public OpKernel {
  public:
-  explicit PhongShadeGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit PhongShadeGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_vertex_arrays", &skip_));
+    for (int32_t i : skip_) {
+      OP_REQUIRES(ctx, i >= kNormals && i <= kSpecular,
+                  errors::InvalidArgument("skip_vertex_arrays entry ", i,
+                                          " is not a vertex array's input index (0 to 3)"));
+    }
+  }
 
   void Compute(OpKernelContext* ctx) override {
     PhongShapes s;
@@ -256,9 +282,12 @@ class PhongShadeGradOp : public OpKernel {
     Grads g;
     for (int i = 0, out = 0; i < kInputCount; ++i) {
       if (i == kTriangles || i == kTriangleIds) continue;
+      const bool skipped = i <= kSpecular && Contains(skip_, i);
+      TensorShape shape = ctx->input(i).shape();
+      if (skipped) shape.set_dim(1, 0);
       Tensor* t;
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(out++, ctx->input(i).shape(), &t));
-      g.d[i] = t->flat<float>().data();
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(out++, shape, &t));
+      g.d[i] = skipped ? nullptr : t->flat<float>().data();
     }
     g.d_rgba = d_rgba.flat<float>().data();
     switch (s.channels) {
@@ -270,9 +299,11 @@ class PhongShadeGradOp : public OpKernel {
 
  private:
   struct Grads {
-    float* d[kInputCount];  // d of each float input, by Input
+    float* d[kInputCount];  // d of each float input, by Input; null if skipped
     const float* d_rgba;
   };
+
+  std::vector<int32_t> skip_;
 
   template <int kChannels>
   static void Backward(OpKernelContext* ctx, const PhongShapes& s, const Grads& g) {
@@ -290,10 +321,10 @@ class PhongShadeGradOp : public OpKernel {
         const ShadingVertices<const float> vertices = ImageVertices(in.data, s, b);
         const ShadingVertices<float> d_vertices = ImageVertices(g.d, s, b);
         const int64_t array_size = 3 * s.vertex_count;
-        for (float* d : {d_vertices.normals, d_vertices.positions, d_vertices.diffuse}) {
-          std::memset(d, 0, sizeof(float) * array_size);
+        for (float* d : {d_vertices.normals, d_vertices.positions, d_vertices.diffuse,
+                         kChannels >= 12 ? d_vertices.specular : nullptr}) {
+          if (d != nullptr) std::memset(d, 0, sizeof(float) * array_size);
         }
-        if (kChannels >= 12) std::memset(d_vertices.specular, 0, sizeof(float) * array_size);
         if (kChannels == 13) std::memset(d_vertices.shininess, 0, sizeof(float) * s.vertex_count);
         std::fill(image_sum.begin(), image_sum.end(), 0.0f);
         for (int64_t row = 0; row < s.height; ++row) {
