@@ -164,6 +164,9 @@ def main(argv):
       logging.error("configuration failed:\n%s", out.stderr[-3000:])
       raise SystemExit(1)
     runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    if runs[-1]["scene"] == "grid":
+      logging.warning("%s not found: measured the grid fallback scene, not comparable with "
+                      "BFM-topology results", FLAGS.topology)
   report = {"benchmark": "renderer", "batch_size": FLAGS.batch_size,
             "image_size": FLAGS.image_size, "cpu_count": os.cpu_count(), "runs": runs}
   report_json(report, FLAGS.output)
