@@ -196,6 +196,27 @@ def test_gradient_tape_skips_only_unwatched_vertex_arrays():
     np.testing.assert_array_equal(g.numpy(), w.numpy())
 
 
+def test_nested_tapes_keep_the_gradients_either_tape_needs():
+  """The skip list is taken when the op runs, over all active tapes: the outer tape's
+  normals are not skipped when only the inner tape is asked first."""
+  s = _scene(2, 6, 7, 9, 1, seed=8)
+  weights = tf.random.stateless_uniform([2, 6, 7, 4], [8, 9], -1.0, 1.0)
+  with tf.GradientTape() as both:
+    both.watch([s["diffuse"], s["normals"]])
+    want = tf.reduce_sum(_op(s, 9) * weights)
+  want_diffuse, want_normals = both.gradient(want, [s["diffuse"], s["normals"]])
+  with tf.GradientTape() as outer:
+    outer.watch(s["normals"])
+    with tf.GradientTape() as inner:
+      inner.watch(s["diffuse"])
+      loss = tf.reduce_sum(_op(s, 9) * weights)
+    d_diffuse = inner.gradient(loss, s["diffuse"])
+  d_normals = outer.gradient(loss, s["normals"])
+  np.testing.assert_array_equal(d_diffuse.numpy(), want_diffuse.numpy())
+  np.testing.assert_array_equal(d_normals.numpy(), want_normals.numpy())
+  assert np.any(d_normals.numpy())
+
+
 def test_bad_skip_vertex_arrays():
   with pytest.raises(tf.errors.InvalidArgumentError, match="skip_vertex_arrays entry 6 is not"):
     ops().renderer_phong_shade_grad(**_raw_inputs(), df_drgba=tf.zeros([2, 3, 4, 4]),
