@@ -56,15 +56,15 @@ def to_model_landmarks(landmarks68):
 
 
 def render_colors(clip_vertices, triangles, colors):
-  """Per-vertex colours `[B, N, 3]` -> (image `[B, 224, 224, 3]` top-down, coverage
-  `[B, 224, 224]`), differentiable w.r.t. the vertices and the colours."""
+  """Per-vertex colours `[B, N, C]` (any scale) -> (image `[B, 224, 224, C]` top-down,
+  coverage `[B, 224, 224]`), differentiable w.r.t. the vertices and the colours."""
   raster = renderer.rasterize(clip_vertices, triangles, SIZE, SIZE)
   ones = tf.ones_like(colors[..., :1])
   pixels = renderer.interpolate(tf.concat([colors, ones], -1), triangles, raster.triangle_ids,
                                 raster.barycentrics)
-  pixels = tf.reverse(pixels, axis=[1])
-  rgb, alpha = renderer.split_channels(pixels, [3, 1])
-  return rgb, tf.squeeze(alpha, -1)
+  pixels = tf.reverse(pixels, axis=[1])  # the rasterizer's row 0 is the image bottom
+  images, alpha = renderer.split_channels(pixels, [-1, 1])
+  return images, tf.squeeze(alpha, -1)
 
 
 class Fitter:

@@ -16,10 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 import renderer
-from deep3dface import constants, face_model as face_model_lib, posing
+from deep3dface import face_model as face_model_lib, fitting, posing
 from gcn_face import graph as graph_lib, losses, masks, networks, refiner_input, symmetry
-
-SIZE = constants.IMAGE_SIZE
 
 
 def to_unit(values_255):
@@ -35,15 +33,9 @@ def render(clip_vertices, triangles, colors):
   """Renders per-vertex colours `[B, N, C]` (any scale) into Deep3D's 224 x 224 crop.
 
   Returns (images `[B, 224, 224, C]` top-down, coverage alpha `[B, 224, 224]`);
-  gradients reach the colours only.
+  gradients reach the colours only (the geometry is held fixed).
   """
-  raster = renderer.rasterize(tf.stop_gradient(clip_vertices), triangles, SIZE, SIZE)
-  ones = tf.ones_like(colors[..., :1])
-  pixels = renderer.interpolate(tf.concat([colors, ones], -1), triangles, raster.triangle_ids,
-                                tf.stop_gradient(raster.barycentrics))
-  pixels = tf.reverse(pixels, axis=[1])  # the rasterizer's row 0 is the image bottom
-  images, alpha = renderer.split_channels(pixels, [-1, 1])
-  return images, tf.squeeze(alpha, -1)
+  return fitting.render_colors(tf.stop_gradient(clip_vertices), triangles, colors)
 
 
 class TextureRefinement(tf.Module):

@@ -262,11 +262,13 @@ class PhongShadeOp : public OpKernel {
 class PhongShadeGradOp : public OpKernel {
  public:
   explicit PhongShadeGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_vertex_arrays", &skip_));
-    for (int32_t i : skip_) {
+    std::vector<int32_t> skip;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("skip_vertex_arrays", &skip));
+    for (int32_t i : skip) {
       OP_REQUIRES(ctx, i >= kNormals && i <= kSpecular,
                   errors::InvalidArgument("skip_vertex_arrays entry ", i,
                                           " is not a vertex array's input index (0 to 3)"));
+      skipped_[i] = true;
     }
   }
 
@@ -282,7 +284,7 @@ class PhongShadeGradOp : public OpKernel {
     Grads g;
     for (int i = 0, out = 0; i < kInputCount; ++i) {
       if (i == kTriangles || i == kTriangleIds) continue;
-      const bool skipped = i <= kSpecular && Contains(skip_, i);
+      const bool skipped = skipped_[i];
       TensorShape shape = ctx->input(i).shape();
       if (skipped) shape.set_dim(1, 0);
       Tensor* t;
@@ -303,7 +305,7 @@ class PhongShadeGradOp : public OpKernel {
     const float* d_rgba;
   };
 
-  std::vector<int32_t> skip_;
+  bool skipped_[kInputCount] = {};  // by Input, from skip_vertex_arrays
 
   template <int kChannels>
   static void Backward(OpKernelContext* ctx, const PhongShapes& s, const Grads& g) {
