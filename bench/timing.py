@@ -3,6 +3,7 @@
 import gc
 import json
 import os
+import platform
 import statistics
 import time
 
@@ -37,8 +38,30 @@ def measure(fn, repeats, warmup=2):
   }
 
 
+def machine():
+  """The CPU the numbers were taken on (a VM's host changes between sessions).
+
+  Returns:
+    dict with the model name, family/model numbers and SIMD extensions from
+    /proc/cpuinfo (Linux), else platform.processor(), and the CPU count.
+  """
+  info = {"cpu_count": os.cpu_count()}
+  try:
+    with open("/proc/cpuinfo") as f:
+      fields = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines()
+                    if ":" in line)
+  except OSError:
+    return dict(info, cpu=platform.processor())
+  fields = {k.strip(): v.strip() for k, v in fields.items()}
+  flags = set(fields.get("flags", "").split())
+  return dict(info, cpu=fields.get("model name", ""), cpu_family=fields.get("cpu family"),
+              cpu_model=fields.get("model"),
+              simd=[f for f in ("avx2", "fma", "avx512f") if f in flags])
+
+
 def report_json(report, path=None):
-  """Prints a benchmark report as JSON and writes it atomically to `path` if given."""
+  """Prints a report as JSON, `machine()` added; writes it atomically to `path` if given."""
+  report = dict(report, machine=report.get("machine") or machine())
   text = json.dumps(report, indent=2)
   print(text)
   if path:

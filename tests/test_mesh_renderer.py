@@ -212,3 +212,36 @@ def test_split_channels_matches_slicing_values_and_gradients():
       np.testing.assert_array_equal(g.numpy(), w.numpy())
     np.testing.assert_allclose(tape.gradient(got_loss, images).numpy(),
                                tape.gradient(want_loss, images).numpy(), rtol=1e-6)
+
+
+def test_split_channels_graph_gradients_zero_for_unused_groups_any_float_dtype():
+  images = tf.random.stateless_uniform([2, 3, 4, 5], [7, 8], dtype=tf.float64)
+
+  @tf.function
+  def gradient(images):
+    _, rest = renderer.split_channels(images, [2, -1])
+    return tf.gradients(tf.reduce_sum(tf.square(rest)), images)[0]
+
+  got = gradient(images).numpy()
+  assert got.dtype == np.float64
+  np.testing.assert_array_equal(got[..., :2], 0.0)
+  np.testing.assert_allclose(got[..., 2:], 2.0 * images.numpy()[..., 2:], rtol=1e-12)
+
+
+@pytest.mark.parametrize("sizes, message", [
+    ([2, 2], r"sizes \[2, 2\] do not add up to the 5 channels"),
+    ([6, -1], r"sizes \[6, -1\] do not add up"),
+    ([-1, -1], "at most one -1"),
+    ([-2, 7], "must be >= 0"),
+])
+def test_split_channels_bad_sizes(sizes, message):
+  with pytest.raises(ValueError, match=message):
+    renderer.split_channels(tf.zeros([2, 5]), sizes)
+
+
+def test_split_channels_channel_count_known_at_run_time_only():
+  split = tf.function(lambda x: renderer.split_channels(x, [1, -1]),
+                      input_signature=[tf.TensorSpec([None, None])])
+  first, rest = split(tf.reshape(tf.range(6.0), [2, 3]))
+  np.testing.assert_array_equal(first.numpy(), [[0.0], [3.0]])
+  np.testing.assert_array_equal(rest.numpy(), [[1.0, 2.0], [4.0, 5.0]])
