@@ -88,8 +88,7 @@ def main(argv):
   results["rnet_forward_batch1"] = measure(lambda: rnet_graph(image), FLAGS.repeats)
   results["rnet_forward_batch1_xla"] = measure(lambda: rnet_xla(image), FLAGS.repeats)
   report = {"benchmark": "deep3d", "scene": scene, "vertices": model.num_vertices,
-            "batch_size": FLAGS.batch_size, "intra_op_threads": FLAGS.threads,
-            "cpu_count": os.cpu_count(), "results": results}
+            "batch_size": FLAGS.batch_size, "intra_op_threads": FLAGS.threads, "results": results}
   report_json(report, FLAGS.output)
 
 

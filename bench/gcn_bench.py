@@ -102,7 +102,7 @@ def main(argv):
       lambda: sdm(x).numpy(), FLAGS.repeats)
   params = sum(int(np.prod(v.shape)) for v in gen.trainable_variables)
   report = {"benchmark": "gcn_face", "batch_size": b, "intra_op_threads": FLAGS.threads,
-            "cpu_count": os.cpu_count(), "sizes": sampling.sizes, "parameters": params,
+            "sizes": sampling.sizes, "parameters": params,
             "sampling_build": sampling_result, "results": results,
             "targets": {"generator_forward_s": 0.30, "generator_forward_backward_s": 0.60,
                         "sampling_build_s": 120, "sampling_peak_mb": 4096}}

@@ -11,7 +11,6 @@ forward + backward to the crops, as the identity loss uses it) and FaceNet
   python -m bench.identity_bench --output=bench/results/identity.json
 """
 
-import os
 
 from absl import app, flags, logging
 
@@ -80,8 +79,7 @@ def main(argv):
               for name, r in results.items()}
   logging.info("per face (ms): %s", per_face)
   report = {"benchmark": "identity", "batch_size": FLAGS.batch_size,
-            "intra_op_threads": FLAGS.threads, "cpu_count": os.cpu_count(),
-            "results": results, "wall_ms_median_per_face": per_face}
+            "intra_op_threads": FLAGS.threads, "results": results, "wall_ms_median_per_face": per_face}
   report_json(report, FLAGS.output)
 
 

@@ -168,7 +168,7 @@ def main(argv):
       logging.warning("%s not found: measured the grid fallback scene, not comparable with "
                       "BFM-topology results", FLAGS.topology)
   report = {"benchmark": "renderer", "batch_size": FLAGS.batch_size,
-            "image_size": FLAGS.image_size, "cpu_count": os.cpu_count(), "runs": runs}
+            "image_size": FLAGS.image_size, "runs": runs}
   report_json(report, FLAGS.output)
 
 

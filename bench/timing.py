@@ -48,11 +48,11 @@ def machine():
   info = {"cpu_count": os.cpu_count()}
   try:
     with open("/proc/cpuinfo") as f:
-      fields = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines()
-                    if ":" in line)
+      first_cpu = f.read().split("\n\n")[0].splitlines()
   except OSError:
     return dict(info, cpu=platform.processor())
-  fields = {k.strip(): v.strip() for k, v in fields.items()}
+  fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first_cpu
+                                              if ":" in line)}
   flags = set(fields.get("flags", "").split())
   return dict(info, cpu=fields.get("model name", ""), cpu_family=fields.get("cpu family"),
               cpu_model=fields.get("model"),
@@ -61,7 +61,7 @@ def machine():
 
 def report_json(report, path=None):
   """Prints a report as JSON, `machine()` added; writes it atomically to `path` if given."""
-  report = dict(report, machine=report.get("machine") or machine())
+  report = dict(report, machine=machine())
   text = json.dumps(report, indent=2)
   print(text)
   if path:
