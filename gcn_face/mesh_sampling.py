@@ -23,7 +23,7 @@ import heapq
 import json
 import math
 import os
-import shutil
+import re
 import tempfile
 
 import numpy as np
@@ -516,17 +516,49 @@ def _sha256(path):
   return h.hexdigest()
 
 
-def save(sampling, directory, key):
-  """Writes the cache into `directory` atomically (a temporary folder renamed into place).
+_CACHE_FILE = re.compile(r"(adjacency|laplacians|downsamp_trans|upsamp_trans|mesh)\d+\.npz|"
+                         r"reference\d+\.obj|manifest\.json")
 
+
+def _is_cache_folder(directory):
+  """Whether a folder holds nothing but files of the names `save` writes (the release's
+  cache, without a manifest, counts too)."""
+  try:
+    names = os.listdir(directory)
+  except OSError:
+    return False
+  return all(_CACHE_FILE.fullmatch(n) and os.path.isfile(os.path.join(directory, n)) and
+             not os.path.islink(os.path.join(directory, n)) for n in names)
+
+
+def check_writable_cache(directory):
+  """CacheError unless `directory` is absent, an empty folder or a sampling cache: `save`
+  replaces nothing else (a user's folder given as the cache is never emptied)."""
+  if not os.path.lexists(directory):
+    return
+  if os.path.islink(directory) or not os.path.isdir(directory):
+    raise CacheError(f"{directory}: exists and is not a folder; choose another cache folder")
+  if os.listdir(directory) and not _is_cache_folder(directory):
+    raise CacheError(f"{directory}: a non-empty folder that is not a mesh-sampling cache; "
+                     "refusing to overwrite it (choose an empty or new folder)")
+
+
+def save(sampling, directory, key):
+  """Writes the cache into `directory` atomically: a fresh temporary folder beside it,
+  renamed into place.
+
+  `directory` may be absent, empty, or an earlier cache (replaced: only its cache files are
+  removed); anything else raises CacheError and nothing is touched.
   Files: {adjacency,laplacians}{0..n}.npz, {downsamp_trans,upsamp_trans}{0..n-1}.npz
   (scipy.sparse.save_npz), mesh{0..n}.npz (vertices, faces), reference{0..n}.obj
   for viewing, and manifest.json (key, sizes, SHA-256 of each file).
   """
   directory = os.path.abspath(directory)
+  check_writable_cache(directory)
   parent = os.path.dirname(directory)
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=".sampling-", dir=parent)
+  old = None
   try:
     files = []
     for prefix, attr in _MATRIX_FILES:
@@ -541,12 +573,42 @@ def save(sampling, directory, key):
                 "files": {name: _sha256(os.path.join(tmp, name)) for name in files}}
     with open(os.path.join(tmp, "manifest.json"), "w") as fh:
       json.dump(manifest, fh, indent=1)
-    if os.path.exists(directory):
-      shutil.rmtree(directory)
-    os.replace(tmp, directory)
+    check_writable_cache(directory)  # again: the folder may have changed while building
+    if os.path.isdir(directory):
+      old = tempfile.mkdtemp(prefix=".sampling-old-", dir=parent)
+      os.rename(directory, os.path.join(old, "cache"))
+    os.rename(tmp, directory)
   finally:
-    if os.path.exists(tmp):
-      shutil.rmtree(tmp, ignore_errors=True)
+    if os.path.isdir(tmp):
+      _remove_cache_files(tmp)
+    if old is not None:
+      _remove_cache_files(os.path.join(old, "cache"))
+      _remove_cache_files(old)
+
+
+def remove_cache(directory):
+  """Deletes a sampling cache folder (absent: nothing to do); CacheError for a folder that is
+  not one, which stays as it is."""
+  check_writable_cache(directory)
+  if os.path.isdir(directory):
+    _remove_cache_files(directory)
+
+
+def _remove_cache_files(directory):
+  """Removes the files `save` writes from a folder this module made, then the folder if it
+  is empty (a file of any other name stays, and so does the folder)."""
+  try:
+    names = os.listdir(directory)
+  except OSError:
+    return
+  for name in names:
+    path = os.path.join(directory, name)
+    if _CACHE_FILE.fullmatch(name) and os.path.isfile(path) and not os.path.islink(path):
+      os.remove(path)
+  try:
+    os.rmdir(directory)
+  except OSError:
+    pass
 
 
 class CacheError(ValueError):
@@ -566,9 +628,13 @@ def load(directory, key=None):
     raise CacheError(f"{manifest_path}: cache format {manifest.get('format')}, expected {CACHE_FORMAT}")
   if key is not None and manifest.get("key") != key:
     raise CacheError(f"{directory}: built for another template or factors (stale)")
+  if not isinstance(files, dict):
+    raise CacheError(f"{manifest_path}: 'files' is not a mapping")
   for name, digest in files.items():
     path = os.path.join(directory, name)
-    if not os.path.exists(path) or _sha256(path) != digest:
+    if not _CACHE_FILE.fullmatch(str(name)) or name == "manifest.json":
+      raise CacheError(f"{manifest_path}: lists {name!r}, not a cache file name")
+    if os.path.islink(path) or not os.path.isfile(path) or _sha256(path) != digest:
       raise CacheError(f"{path}: missing or corrupt (SHA-256 mismatch)")
   levels = len(sizes)
   try:
@@ -607,6 +673,7 @@ def load_or_build(vertices, faces, factors=DEFAULT_FACTORS, directory=None, name
       logging.warning("mesh sampling: rebuilding the cache: %s", e)
   else:
     logging.info("mesh sampling: no cache at %s; building it", directory)
+  check_writable_cache(directory)  # before the build, not after it
   sampling = build(vertices, faces, factors, name, coma_edge_weights, link_condition)
   save(sampling, directory, key)
   return sampling

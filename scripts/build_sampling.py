@@ -9,7 +9,6 @@ with hashes) is rebuilt only when missing, stale or corrupt, unless --force.
 """
 
 import os
-import shutil
 import time
 
 from absl import app, flags, logging
@@ -54,15 +53,15 @@ def main(argv):
   except ValueError as e:  # also bfm.ModelFormatError
     fail(str(e))
   output = user_path(FLAGS.output_dir)
-  if FLAGS.force and os.path.isdir(output):
-    shutil.rmtree(output)
   start = time.time()
   try:
+    if FLAGS.force:
+      mesh_sampling.remove_cache(output)
     sampling = mesh_sampling.load_or_build(vertices, faces, factors, output, name=template,
                                            coma_edge_weights=FLAGS.coma_edge_weights,
                                            link_condition=FLAGS.link_condition)
-  except mesh_sampling.MeshError as e:
-    fail(str(e))
+  except (mesh_sampling.MeshError, mesh_sampling.CacheError, OSError) as e:
+    fail(str(e).splitlines()[0])
   logging.info("done in %.1f s", time.time() - start)
   print(f"Sampling cache {output}: level sizes {sampling.sizes}")
 

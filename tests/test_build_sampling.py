@@ -33,3 +33,13 @@ def test_bad_template_is_one_line(tmp_path):
   assert_one_line_error(result, "out of range")
   missing = run("--template=nowhere/BFM_model_front.mat", f"--output_dir={tmp_path / 'c'}")
   assert_one_line_error(missing, "no such file")
+
+
+def test_never_deletes_the_output_folder_it_did_not_write(tmp_path):
+  keep = tmp_path / "project"
+  keep.mkdir()
+  (keep / "thesis.tex").write_text("years of work")
+  for extra in ([], ["--force"]):
+    result = run("--template=synthetic", f"--output_dir={keep}", *extra)
+    assert_one_line_error(result, "not a mesh-sampling cache")
+    assert (keep / "thesis.tex").read_text() == "years of work"

@@ -216,3 +216,60 @@ def test_obj_round_trip_and_errors(tmp_path):
   bad.write_text("v 0 0 zero\n")
   with pytest.raises(ValueError, match="bad.obj:1: malformed"):
     mesh_io.read_obj(str(bad))
+
+
+def _tree(directory):
+  return sorted(os.path.relpath(os.path.join(d, n), directory)
+                for d, _, names in os.walk(directory) for n in names)
+
+
+@pytest.mark.parametrize("contents", [{"notes.txt": "mine"}, {"adjacency0.npz": "not ours"},
+                                      {"manifest.json": "{}", "photo.jpg": "x"}])
+def test_cache_writer_never_deletes_a_users_folder(tmp_path, contents):
+  folder = tmp_path / "work"
+  folder.mkdir()
+  for name, text in contents.items():
+    (folder / name).write_text(text)
+  (folder / "sub").mkdir()
+  (folder / "sub" / "deep.txt").write_text("keep")
+  before = _tree(folder)
+  v, f = wavy_grid(8)
+  with pytest.raises(ms.CacheError, match="not a mesh-sampling cache"):
+    ms.load_or_build(v, f, (2,), str(folder))
+  with pytest.raises(ms.CacheError, match="not a mesh-sampling cache"):
+    ms.save(ms.build(v, f, (2,)), str(folder), "key")
+  with pytest.raises(ms.CacheError):
+    ms.remove_cache(str(folder))
+  assert _tree(folder) == before
+  assert [p.name for p in tmp_path.iterdir()] == ["work"]  # no temporary folder left beside it
+
+
+def test_cache_replaces_only_a_cache_and_leaves_no_temporaries(tmp_path):
+  v, f = wavy_grid(8)
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  ms.load_or_build(v, f, (2,), str(empty))  # an empty folder is taken
+  assert "manifest.json" in os.listdir(empty)
+  ms.load_or_build(v, f, (3,), str(empty))  # a stale cache is replaced
+  assert ms.load(str(empty)).sizes == ms.level_sizes(len(v), (3,))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+  a_file = tmp_path / "file"
+  a_file.write_text("x")
+  with pytest.raises(ms.CacheError, match="not a folder"):
+    ms.load_or_build(v, f, (2,), str(a_file))
+  assert a_file.read_text() == "x"
+  ms.remove_cache(str(empty))
+  assert not empty.exists()
+
+
+@pytest.mark.parametrize("name", ["/dev/zero", "../outside.npz", "mesh0.npz/../../x.npz"])
+def test_cache_manifest_names_only_its_own_files(tmp_path, name):
+  v, f = wavy_grid(8)
+  cache = tmp_path / "c"
+  ms.load_or_build(v, f, (2,), str(cache))
+  import json
+  manifest = json.loads((cache / "manifest.json").read_text())
+  manifest["files"][name] = "0" * 64
+  (cache / "manifest.json").write_text(json.dumps(manifest))
+  with pytest.raises(ms.CacheError, match="not a cache file name"):
+    ms.load(str(cache))
