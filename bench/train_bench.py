@@ -34,11 +34,11 @@ def run_child(topology, gan):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from deep3dface import face_model, synthetic  # pylint: disable=g-import-not-at-top
-  from gcn_face import (losses, mesh_sampling, records, refinement,  # pylint: disable=g-import-not-at-top
+  from gcn_face import (mesh_sampling, records, refinement, schedule,  # pylint: disable=g-import-not-at-top
                         synthetic_data, training)
   from gcn_face.identity import encoder  # pylint: disable=g-import-not-at-top
-  model = (synthetic.synthetic_model() if topology == "grid" else
-           synthetic.synthetic_model("bfm", FLAGS.facemodel_info))
+  model = (synthetic.synthetic_model("bfm", FLAGS.facemodel_info) if topology == "bfm" else
+           synthetic.synthetic_model(topology))
   work = tempfile.mkdtemp()
   writer = records.ShardWriter(work, "train", 64, {})
   for face in synthetic_data.SyntheticRenderer(model).render(range(32)):
@@ -47,15 +47,17 @@ def run_child(topology, gan):
   writer.close()
   sampling = mesh_sampling.load_or_build(model.mean_shape, model.triangles,
                                          directory=os.path.join(work, "sampling"))
-  module = refinement.TextureRefinement(face_model.FaceModel(model),
-                                        sampling, encoder.DlibEncoder())
+  # The quick start's generator (start from the coarse texture, de-lit input).
+  module = refinement.TextureRefinement(face_model.FaceModel(model), sampling,
+                                        encoder.DlibEncoder(), refiner_mode="delit",
+                                        start="coarse")
   config = training.Config(batch_size=FLAGS.batch_size, gan=gan, shuffle_buffer=32)
   trainer = training.Trainer(module, refinement.skin_indices(model), 8, config)
   raw = records.raw_dataset(work, "train")
   keys = ("image", "mask", "coeff", "landmarks")
   batches = (({k: b[k] for k in keys}) for e in range(1000)
              for b in training.shuffled_batches(raw, e, config))
-  lambda_ren, lambda_ref = (tf.constant(v) for v in losses.schedule(1))
+  lambda_ren, lambda_ref = (tf.constant(v) for v in schedule.loss_weights(1))
 
   def iteration(step):
     if gan:
@@ -86,7 +88,7 @@ def main(argv):
     print("RESULT " + json.dumps(run_child(topology, gan == "gan")))
     return
   from bench.timing import report_json  # pylint: disable=g-import-not-at-top
-  topologies = ["grid"] + (["bfm"] if os.path.isfile(FLAGS.facemodel_info) else [])
+  topologies = ["face", "grid"] + (["bfm"] if os.path.isfile(FLAGS.facemodel_info) else [])
   results = []
   for topology in topologies:
     for gan in ("nogan", "gan"):

@@ -7,12 +7,20 @@ whose five alignment points sit at Deep3D's standard 3-D landmarks, smooth
 identity/expression/albedo bases with decaying scales (coefficients ~ N(0, 1)
 give plausible faces, as with the EV-scaled BFM bases), and the masks.
 
-Two topologies:
-  * "grid": a triangulated grid clipped to a face oval (~3,500 vertices), the
-    embedded default, fast enough for CI;
+Three topologies:
+  * "face": the embedded default at the paper's resolution, generated here: the
+    face oval tiled by concentric rings of near-equilateral triangles, exactly
+    35,709 vertices (BFM09's count, so CoMA's factors give the paper's level
+    sizes 35,709 -> 8,928 -> 2,232 -> 558 -> 140), a manifold disk;
+  * "grid": a triangulated grid clipped to the oval (~3,300 vertices), small
+    and fast for unit tests;
   * "bfm": the real 35,709-vertex / 70,789-triangle BFM09 front topology from
     Deep3D's facemodel_info.mat (with its real point_buf, keypoints and masks),
-    laid out on the same surface, so tests and benchmarks run at the real size.
+    laid out on the same surface.
+
+The albedo basis's first component is skin tone, light to dark, as BFM09's first
+texture component: a near-uniform brightness and saturation change of the whole
+face; the others are smooth zero-mean fields.
 """
 
 import numpy as np
@@ -25,6 +33,11 @@ from deep3dface import constants
 FACE_HALF_WIDTH = 0.85  # dm, half-axes of the face oval
 FACE_HALF_HEIGHT = 1.12
 FACE_CENTER_Y = -0.08
+FACE_VERTICES = 35709  # the "face" topology: BFM09 front's vertex count (SPEC 2.4)
+MEAN_SKIN = (205.0, 160.0, 140.0)  # 0-255 RGB of the mean albedo's skin
+# Skin tone (albedo component 0) per unit coefficient: darker and more saturated as it grows,
+# so N(0, 1) spans very light (-1.5: ~[255, 215, 190]) to dark (+2.5: ~[105, 65, 55]).
+SKIN_TONE = (-40.0, -38.0, -34.0)
 
 
 def gaussian(x, y, cx, cy, sx, sy):
@@ -96,6 +109,62 @@ def _grid_topology(step):
   return xy, remap[tri].astype(np.int32)
 
 
+def _ring_counts(num_vertices, rings):
+  """Vertices per ring 1..rings (about 6 k on ring k, as a hexagonal tiling) summing with
+  the centre vertex to exactly `num_vertices`; even where the total allows, so that every
+  vertex has an exact mirror image."""
+  k = np.arange(1, rings + 1)
+  counts = 2 * np.round(k * (num_vertices - 1) / k.sum() / 2).astype(np.int64)
+  counts[-1] += num_vertices - 1 - counts.sum()
+  return counts
+
+
+def _zip_rings(inner, inner_angles, outer, outer_angles):
+  """Triangles `[len(inner) + len(outer), 3]` closing the band between two rings of vertex
+  ids sorted by angle (each step advances the ring whose next vertex comes first)."""
+  tris, i, j = [], 0, 0
+  n, m = len(inner), len(outer)
+  while i < n or j < m:
+    next_inner = inner_angles[(i + 1) % n] + 2 * np.pi * ((i + 1) // n)
+    next_outer = outer_angles[(j + 1) % m] + 2 * np.pi * ((j + 1) // m)
+    if j < m and (i >= n or next_outer <= next_inner):
+      tris.append((inner[i % n], outer[j % m], outer[(j + 1) % m]))
+      j += 1
+    else:
+      tris.append((inner[i % n], outer[j % m], inner[(i + 1) % n]))
+      i += 1
+  return tris
+
+
+def _face_topology(num_vertices=FACE_VERTICES, rings=109):
+  """(x, y) `[num_vertices, 2]` and CCW triangles of the face oval tiled by concentric rings.
+
+  Ring k of `rings` lies at elliptical radius k / rings with about 6 k vertices; adjacent
+  rings are zipped by angle, so every triangle is near-equilateral and the mesh is a
+  manifold disk (one boundary loop) whatever the counts.
+  """
+  counts = _ring_counts(num_vertices, rings)
+  xy, tris = [np.array([[0.0, FACE_CENTER_Y]])], []
+  previous, previous_angles = np.array([0]), np.array([0.0])
+  start = 1
+  for k, count in enumerate(counts, 1):
+    angles = 2 * np.pi * (np.arange(count) + 0.5 * (k % 2)) / count
+    rho = k / rings
+    xy.append(np.stack([FACE_HALF_WIDTH * rho * np.cos(angles),
+                        FACE_CENTER_Y + FACE_HALF_HEIGHT * rho * np.sin(angles)], 1))
+    ids = np.arange(start, start + count)
+    if k == 1:
+      tris += [(0, ids[i], ids[(i + 1) % count]) for i in range(count)]
+    else:
+      tris += _zip_rings(previous, previous_angles, ids, angles)
+    previous, previous_angles, start = ids, angles, start + count
+  xy, tri = np.concatenate(xy), np.array(tris, np.int64)
+  e1, e2 = xy[tri[:, 1]] - xy[tri[:, 0]], xy[tri[:, 2]] - xy[tri[:, 0]]
+  flip = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0] < 0
+  tri[flip] = tri[flip][:, [0, 2, 1]]
+  return xy, tri.astype(np.int32)
+
+
 def _bfm_layout(info, target_xy):
   """(x, y) of the real topology: Tutte layout warped so keypoints hit target_xy."""
   from renderer import scenes  # numpy-only helpers shared with the renderer tests
@@ -117,16 +186,25 @@ def _bfm_layout(info, target_xy):
   return xy, tri.astype(np.int32)
 
 
-def _smooth_fields(xy, count, rng, order=7):
-  """`count` random smooth scalar fields on the vertices, each with unit RMS."""
-  u = xy[:, 0] / FACE_HALF_WIDTH
-  v = (xy[:, 1] - FACE_CENTER_Y) / FACE_HALF_HEIGHT
-  feats = [np.cos(0.5 * np.pi * i * (u + 1)) * np.cos(0.5 * np.pi * j * (v + 1))
-           for i in range(order) for j in range(order) if 0 < i + j]
-  feats = np.stack(feats, 1)
+def _smooth_fields(xy, count, rng, order=7, mirror=0):
+  """`count` random smooth scalar fields on the vertices, each with unit RMS.
+
+  mirror: +1 makes each field symmetric under x -> -x (f(-x, y) = f(x, y)), -1
+  antisymmetric (the x displacement of a symmetric shape change), 0 neither.
+  """
   freq = np.array([i + j for i in range(order) for j in range(order) if 0 < i + j], np.float64)
-  weights = rng.normal(size=(feats.shape[1], count)) / freq[:, None] ** 1.5
-  fields = feats @ weights
+  weights = rng.normal(size=(len(freq), count)) / freq[:, None] ** 1.5
+
+  def fields_at(x):
+    u = x / FACE_HALF_WIDTH
+    v = (xy[:, 1] - FACE_CENTER_Y) / FACE_HALF_HEIGHT
+    feats = [np.cos(0.5 * np.pi * i * (u + 1)) * np.cos(0.5 * np.pi * j * (v + 1))
+             for i in range(order) for j in range(order) if 0 < i + j]
+    return np.stack(feats, 1) @ weights
+
+  fields = fields_at(xy[:, 0])
+  if mirror:
+    fields = 0.5 * (fields + mirror * fields_at(-xy[:, 0]))
   fields -= fields.mean(0)
   return fields / np.sqrt((fields ** 2).mean(0))
 
@@ -144,9 +222,11 @@ def _bases(xy, rng):
   x, y = xy[:, 0], xy[:, 1]
   k_id = np.arange(constants.ID_DIM)
   scale_id = 0.05 / (1.0 + k_id) ** 0.6  # dm
-  fz = _smooth_fields(xy, constants.ID_DIM, rng)
-  fx = 0.4 * _smooth_fields(xy, constants.ID_DIM, rng)
-  fy = 0.4 * _smooth_fields(xy, constants.ID_DIM, rng)
+  # Faces are nearly mirror-symmetric (as BFM09's bases): symmetric depth and height
+  # changes, an antisymmetric width change.
+  fz = _smooth_fields(xy, constants.ID_DIM, rng, mirror=1)
+  fx = 0.4 * _smooth_fields(xy, constants.ID_DIM, rng, mirror=-1)
+  fy = 0.4 * _smooth_fields(xy, constants.ID_DIM, rng, mirror=1)
   id_base = _interleave(fx, fy, fz) * scale_id
 
   k_ex = np.arange(constants.EXP_DIM)
@@ -158,7 +238,7 @@ def _bases(xy, rng):
                         local * _smooth_fields(xy, constants.EXP_DIM, rng),
                         local * _smooth_fields(xy, constants.EXP_DIM, rng)) * scale_ex
 
-  skin = np.array([205.0, 160.0, 140.0])
+  skin = np.array(MEAN_SKIN)
   lips = gaussian(x, y, 0.0, -0.38, 0.2, 0.07)[:, None]
   brows = (gaussian(x, y, -0.30, 0.48, 0.17, 0.035) + gaussian(x, y, 0.30, 0.48, 0.17, 0.035))
   eyes = (gaussian(x, y, -0.31, 0.29, 0.07, 0.03) + gaussian(x, y, 0.31, 0.29, 0.07, 0.03))
@@ -166,10 +246,12 @@ def _bases(xy, rng):
               np.clip(brows, 0, 1)[:, None] * np.array([-110.0, -95.0, -85.0]) +
               np.clip(eyes, 0, 1)[:, None] * np.array([-60.0, -50.0, -40.0]))
   k_tex = np.arange(constants.TEX_DIM)
-  scale_tex = 22.0 / (1.0 + k_tex) ** 0.6  # 0-255 units
-  lum = _smooth_fields(xy, constants.TEX_DIM, rng)
-  tint = 0.3 * _smooth_fields(xy, constants.TEX_DIM, rng)
+  scale_tex = 14.0 / (1.0 + k_tex) ** 0.6  # 0-255 units
+  lum = _smooth_fields(xy, constants.TEX_DIM, rng, mirror=1)
+  tint = 0.15 * _smooth_fields(xy, constants.TEX_DIM, rng, mirror=1)
   tex_base = _interleave(lum + tint, lum, lum - tint) * scale_tex
+  tone = 1.0 + 0.1 * _smooth_fields(xy, 1, rng, mirror=1)[:, 0]  # nearly uniform
+  tex_base[:, 0] = _interleave(*(tone[:, None] * c for c in SKIN_TONE))[:, 0]
   return id_base, ex_base, np.clip(mean_tex, 0.0, 255.0), tex_base
 
 
@@ -190,12 +272,13 @@ def _masks(xy, triangles):
   return front_idx, remap[tri_front].astype(np.int32), skin
 
 
-def synthetic_model(topology="grid", facemodel_info=None, seed=0, grid_step=0.03,
+def synthetic_model(topology="face", facemodel_info=None, seed=0, grid_step=0.03,
                     standard_landmarks=None):
   """Builds a synthetic MorphableModel.
 
   Args:
-    topology: "grid" (self-contained) or "bfm" (needs `facemodel_info`).
+    topology: "face" (the embedded default, 35,709 vertices), "grid" (small; both
+      self-contained) or "bfm" (needs `facemodel_info`).
     facemodel_info: path of Deep3D's facemodel_info.mat (real BFM09 front
       topology: tri, point_buf, keypoints, frontmask2_idx, tri_mask2, skinmask).
     seed: random seed of the bases.
@@ -208,8 +291,8 @@ def synthetic_model(topology="grid", facemodel_info=None, seed=0, grid_step=0.03
     MorphableModel (bases float32, indices 0-based).
   """
   rng = np.random.default_rng(seed)
-  if topology == "grid":
-    xy, triangles = _grid_topology(grid_step)
+  if topology in ("grid", "face"):
+    xy, triangles = _grid_topology(grid_step) if topology == "grid" else _face_topology()
     kp_xy = keypoints_2d()
     keypoints = np.argmin(((xy[None] - kp_xy[:, None]) ** 2).sum(-1), axis=1).astype(np.int32)
     front_idx, tri_mask2, skin = _masks(xy, triangles)
@@ -227,7 +310,7 @@ def synthetic_model(topology="grid", facemodel_info=None, seed=0, grid_step=0.03
     skin = info["skinmask"].ravel() > 0.5
     point_buf = (info["point_buf"] - 1).astype(np.int32)
   else:
-    raise ValueError(f"topology must be 'grid' or 'bfm', got {topology!r}")
+    raise ValueError(f"topology must be 'face', 'grid' or 'bfm', got {topology!r}")
   z = face_height(xy[:, 0], xy[:, 1])
   mean_shape = np.concatenate([xy, z[:, None]], 1)
   id_base, ex_base, mean_tex, tex_base = _bases(xy, rng)

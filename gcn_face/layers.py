@@ -22,18 +22,20 @@ class ChebConv(keras.layers.Layer):
   """Chebyshev graph convolution of order K, no bias (SPEC 3.3).
 
   T_0 = X, T_1 = L~ X, T_k = 2 L~ T_{k-1} - T_{k-2};  Y = [T_0 .. T_{K-1}] W.
-  The kernel has the release's layout `[Fin * K, Fout]`, row fin * K + k.
+  The kernel has the release's layout `[Fin * K, Fout]`, row fin * K + k; He-normal
+  initialised, or zeros with `zero_init` (a residual branch that starts at 0).
 
   Call: x float32 `[M, B, Fin]` -> `[M, B, Fout]`.
   """
 
-  def __init__(self, laplacian, filters, order=CHEB_ORDER, **kwargs):
+  def __init__(self, laplacian, filters, order=CHEB_ORDER, zero_init=False, **kwargs):
     super().__init__(**kwargs)
     if order < 1:
       raise ValueError(f"{self.name}: Chebyshev order must be >= 1, got {order}")
     self.laplacian = laplacian
     self.filters = int(filters)
     self.order = int(order)
+    self.zero_init = bool(zero_init)
 
   def build(self, input_shape):
     if input_shape[0] is not None and input_shape[0] != self.laplacian.shape[0]:
@@ -41,7 +43,7 @@ class ChebConv(keras.layers.Layer):
                        f"{self.laplacian.shape[0]}")
     self.in_features = int(input_shape[-1])
     self.kernel = self.add_weight(name="kernel", shape=(self.in_features * self.order, self.filters),
-                                  initializer=he_normal())
+                                  initializer="zeros" if self.zero_init else he_normal())
 
   def call(self, x):
     m, fin, k, fout = tf.shape(x)[0], self.in_features, self.order, self.filters

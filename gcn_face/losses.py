@@ -17,13 +17,6 @@ COSINE_EPSILON = 1e-8
 OBJECTIVES = ("release", "paper")
 
 
-def schedule(epoch):
-  """(lambda_ren, lambda_ref) of a 0-based epoch: 0.2 e clipped to [0, 1], and
-  1 - lambda_ren clipped to [0.2, 1]."""
-  lambda_ren = min(max(0.2 * epoch, 0.0), 1.0)
-  return lambda_ren, min(max(1.0 - lambda_ren, 0.2), 1.0)
-
-
 def refine_loss(fine_albedo, coarse_albedo):
   """L_refine: mean |T' - T_pca| over B, N, 3."""
   return tf.reduce_mean(tf.abs(fine_albedo - coarse_albedo))
@@ -81,17 +74,19 @@ def composite(render_255, image_255, render_mask):
   return render_255 * m + image_255 * (1.0 - m)
 
 
-def objective(terms, lambda_ren, lambda_ref, regularization, kind="release"):
+def objective(terms, lambda_ren, lambda_ref, regularization, kind="release",
+              lambda_sym=LAMBDA_SYM, lambda_id=LAMBDA_ID):
   """The generator's loss from the `terms` dict (refine, proj, id, sym, var, pixel).
 
-  release: lambda_ref L_refine + lambda_ren (L_proj + 0.2 L_id + 0.5 L_sym + 0.01 L_var) + Reg.
+  release: lambda_ref L_refine + lambda_ren (L_proj + 0.2 L_id + 0.5 L_sym + 0.01 L_var) + Reg
+           (`lambda_sym` and `lambda_id` replace the 0.5 and the 0.2).
   paper:   the image-space pixel loss (gcn_loss) replaces L_proj's visible-vertex part,
            the 0.3 invisible-vertex pull stays.
   """
   if kind not in OBJECTIVES:
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {kind!r}")
   data = terms["proj"] if kind == "release" else terms["pixel"] + terms["proj_invisible"]
-  rendered = (data + LAMBDA_ID * terms["id"] + LAMBDA_SYM * terms["sym"] +
+  rendered = (data + lambda_id * terms["id"] + lambda_sym * terms["sym"] +
               LAMBDA_VAR * terms["var"])
   return lambda_ref * terms["refine"] + lambda_ren * rendered + regularization
 

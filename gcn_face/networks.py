@@ -152,20 +152,41 @@ class GcnRefiner(keras.Model):
     return _to_batch_major(self.out_act(self.out_conv(x)))
 
 
-class CombineNet(keras.Model):
-  """concat(decoder, refiner) -> ChebConv(L0, 3, K=6), no bias -> tanh (SPEC 3.6)."""
+STARTS = ("release", "coarse")
 
-  def __init__(self, graph, order=layers.CHEB_ORDER, name="mesh_concat", **kwargs):
+
+class CombineNet(keras.Model):
+  """concat(decoder, refiner) -> ChebConv(L0, 3, K=6), no bias -> tanh (SPEC 3.6).
+
+  residual=True (the start-from-coarse generator, this project's): the ChebConv also sees
+  the refiner's per-vertex input (a level-0 path for detail the refiner's coarse levels
+  cannot carry), its kernel starts at zero and its output is added to the coarse albedo
+  (the input's first 3 channels): T' = clip(T_pca + gain * ChebConv(...), -1, 1), so
+  T' = T_pca exactly before the first update. `gain` scales the branch (and so how fast
+  Adam, whose steps are ~lr per weight, can move it).
+  """
+
+  def __init__(self, graph, order=layers.CHEB_ORDER, residual=False, gain=1.0,
+               name="mesh_concat", **kwargs):
     super().__init__(name=name, **kwargs)
-    self.graph = graph
-    self.conv = layers.ChebConv(graph.laplacians[0], OUTPUT_CHANNELS, order, name="cheb")
+    self.graph, self.residual, self.gain = graph, residual, float(gain)
+    self.conv = layers.ChebConv(graph.laplacians[0], OUTPUT_CHANNELS, order, zero_init=residual,
+                                name="cheb")
 
   def call(self, inputs):
-    decoded, refined = inputs
+    decoded, refined = inputs[:2]
     _check_vertices(self.name, decoded, self.graph.sizes[0])
     _check_vertices(self.name, refined, self.graph.sizes[0])
-    x = _to_vertex_major(tf.concat([decoded, refined], axis=-1))
-    return _to_batch_major(tf.tanh(self.conv(x)))
+    if not self.residual:
+      x = _to_vertex_major(tf.concat([decoded, refined], axis=-1))
+      return _to_batch_major(tf.tanh(self.conv(x)))
+    per_vertex = inputs[2]
+    _check_vertices(self.name, per_vertex, self.graph.sizes[0])
+    x = _to_vertex_major(tf.concat([decoded, refined, per_vertex], axis=-1))
+    delta = _to_batch_major(self.conv(x))
+    if self.gain != 1.0:
+      delta *= self.gain
+    return tf.clip_by_value(per_vertex[..., :OUTPUT_CHANNELS] + delta, -1.0, 1.0)
 
 
 ABLATIONS = ("none", "no_decoder", "no_refiner")
@@ -176,21 +197,27 @@ class MeshGenerator(keras.Model):
 
   ablation: "no_decoder" / "no_refiner" leave that branch out (not built, its 3 output
   channels zero), for the paper's ablation rows; "none" is the full network.
+  start: "release" (T' = tanh of the Combine Net, the release) or "coarse" (a residual on
+  the coarse albedo, per_vertex[..., :3], that is exactly T_pca at initialisation; see
+  CombineNet), with `residual_gain`.
   """
 
   def __init__(self, graph, model="normal", wide=False, nz=NZ, order=layers.CHEB_ORDER,
-               ablation="none", name="mesh_generator", **kwargs):
+               ablation="none", start="release", residual_gain=1.0, name="mesh_generator",
+               **kwargs):
     super().__init__(name=name, **kwargs)
     if ablation not in ABLATIONS:
       raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
-    self.ablation = ablation
+    if start not in STARTS:
+      raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+    self.ablation, self.start = ablation, start
     self.decoder = GcnDecoder(graph, model, wide, order) if ablation != "no_decoder" else None
     self.refiner = GcnRefiner(graph, model, nz, order) if ablation != "no_refiner" else None
-    self.combine = CombineNet(graph, order)
+    self.combine = CombineNet(graph, order, residual=start == "coarse", gain=residual_gain)
 
   def call(self, inputs):
     embedding, per_vertex = inputs
     zeros = tf.zeros_like(per_vertex[..., :OUTPUT_CHANNELS])
     decoded = self.decoder(embedding) if self.decoder is not None else zeros
     refined = self.refiner(per_vertex) if self.refiner is not None else zeros
-    return self.combine((decoded, refined))
+    return self.combine((decoded, refined, per_vertex))

@@ -29,6 +29,12 @@ def to_255(values_unit):
   return (values_unit + 1.0) * 127.5
 
 
+def lit_colors(albedo, shading):
+  """SH-lit colours on the [-1, 1] scale, clipped as the release does (base_model.py clips
+  the lit colour to [0, 1]): albedo `[B, N, 3]` ([-1, 1]) times shading `[B, N, 3]`."""
+  return tf.clip_by_value(to_unit(to_255(albedo) * shading), -1.0, 1.0)
+
+
 def render(clip_vertices, triangles, colors):
   """Renders per-vertex colours `[B, N, C]` (any scale) into Deep3D's 224 x 224 crop.
 
@@ -50,15 +56,22 @@ class TextureRefinement(tf.Module):
     rnet: optional R-Net Keras model (`deep3dface.rnet`); its pool5 joins the
       embedding as in the release.
     ablation: networks.ABLATIONS ("no_decoder", "no_refiner": that branch left out).
+    start, residual_gain: networks.STARTS ("release": tanh output; "coarse": a residual on
+      T_pca, exactly T_pca at initialisation) and the residual branch's gain.
+    exact_sampling: photo colours P (refiner input and L_proj) sampled bilinearly where the
+      vertices project, instead of the release's rounding half a pixel off (SPEC 10.8).
   """
 
   def __init__(self, face_model, sampling, encoder, model="normal", wide=False, nz=networks.NZ,
-               refiner_mode="code", rnet=None, ablation="none", name="texture_refinement"):
+               refiner_mode="code", rnet=None, ablation="none", start="release",
+               residual_gain=1.0, exact_sampling=False, name="texture_refinement"):
     super().__init__(name=name)
     self.face_model = face_model
     self.encoder, self.rnet, self.refiner_mode = encoder, rnet, refiner_mode
+    self.exact_sampling = exact_sampling
     self.generator = networks.MeshGenerator(graph_lib.MeshGraph(sampling), model, wide, nz,
-                                            ablation=ablation)
+                                            ablation=ablation, start=start,
+                                            residual_gain=residual_gain)
     self.triangles = face_model.triangles
     mean_shape = face_model.mean_shape.numpy().reshape(-1, 3)
     self.symmetric_pairs = tf.constant(symmetry.mirror_pairs(mean_shape), tf.int32)
@@ -96,15 +109,16 @@ class TextureRefinement(tf.Module):
     image = to_unit(image_255)
     eroded = masks.eroded_skin_mask(mask)
     coarse_albedo = to_unit(tf.clip_by_value(face.albedo, 0.0, 255.0))
+    gamma = face_model_lib.split_coefficients(batch["coeff"]).gamma
+    shading = posing.illuminate(tf.ones_like(face.normals), face.normals, gamma)
     per_vertex, visibility = refiner_input.refiner_input(
-        coarse_albedo, image, eroded, face.vertices, face.normals, self.refiner_mode)
+        coarse_albedo, image, eroded, face.vertices, face.normals, self.refiner_mode, shading,
+        self.exact_sampling)
     embedding, identity = self.embedding(image_255, batch["landmarks"])
     fine_albedo = self.generator((embedding, per_vertex), training=training)
-    gamma = face_model_lib.split_coefficients(batch["coeff"]).gamma
-    fine_colors = to_unit(posing.illuminate(to_255(fine_albedo), face.normals, gamma))
-    coarse_colors = to_unit(posing.illuminate(to_255(coarse_albedo), face.normals, gamma))
-    pixels = refiner_input.vertex_pixels(face.vertices)
-    image_colors = tf.gather_nd(image, pixels, batch_dims=1)
+    fine_colors = lit_colors(fine_albedo, shading)
+    coarse_colors = lit_colors(coarse_albedo, shading)
+    image_colors = refiner_input.vertex_colors(image, face.vertices, self.exact_sampling)
     renders, alpha = render(face.clip_vertices, self.triangles,
                             tf.concat([fine_colors, coarse_colors], -1))
     render_fine, render_coarse = renderer.split_channels(renders, [3, 3])

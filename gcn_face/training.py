@@ -20,9 +20,10 @@ import numpy as np
 import tensorflow as tf
 
 from gcn_face import atomic_file, critic as critic_lib, losses, records, \
-    refinement as refinement_lib
+    refinement as refinement_lib, schedule as schedule_lib
 
-RUN_CONFIG = "train_config.json"  # next to the checkpoints: how to rebuild the generator
+RUN_CONFIG = "train_config.json"
+CRITIC_MIN_LAMBDA = 1e-5  # the critic trains at steps whose lambda_ren exceeds this (release)  # next to the checkpoints: how to rebuild the generator
 
 
 @dataclasses.dataclass
@@ -30,13 +31,17 @@ class Config:
   """The release's training options (SPEC 6.2-6.4) and this project's additions."""
   batch_size: int = 4
   lr: float = 1e-4
-  lr_decay: float = 0.98  # staircase, once per epoch of generator steps
+  lr_decay: float = schedule_lib.LR_DECAY  # staircase, once per schedule epoch
+  schedule_epoch_steps: int = 0  # generator steps per schedule epoch; 0: one dataset pass
+  schedule_start_epoch: int = 0  # the schedule epoch at step 0 (5: full weights at once)
   clip_norm: float = 5.0  # per tensor
   gan: bool = False
   adv_lambda: float = losses.ADV_LAMBDA
   critic_steps: int = 5
   per_sample_eps: bool = True  # the release drew one eps per batch
   objective: str = "release"
+  lambda_sym: float = losses.LAMBDA_SYM
+  lambda_id: float = losses.LAMBDA_ID
   seed: int = 2
   shuffle_buffer: int = 10  # the release's buffer
 
@@ -107,7 +112,8 @@ class Trainer(tf.Module):
   Args:
     refinement: gcn_face.refinement.TextureRefinement.
     skin_indices: int32 `[S]` skin vertices of the mesh (L_var).
-    steps_per_epoch: generator steps per epoch (the lr decay period).
+    steps_per_epoch: generator steps per pass over the training set (the schedule epoch
+      unless config.schedule_epoch_steps sets one).
     config: Config.
     strategy: a tf.distribute.Strategy under whose scope `refinement` was built (default: the
       current one). Steps then take the per-replica batches of a distributed dataset
@@ -124,11 +130,15 @@ class Trainer(tf.Module):
     check_batch_split(config.batch_size, self.replicas)
     self.skin_indices = tf.constant(skin_indices, tf.int32)
     self.generator = refinement.generator
+    self.schedule = schedule_lib.Schedule(
+        config.schedule_epoch_steps or max(steps_per_epoch, 1), config.schedule_start_epoch,
+        config.lr, config.lr_decay)
     with self.strategy.scope():
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
       self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False)
-      schedule = tf.keras.optimizers.schedules.ExponentialDecay(
-          config.lr, max(steps_per_epoch, 1), config.lr_decay, staircase=True)
+      # Both optimisers read the generator step: the critic's 5 updates per generator
+      # update must not decay its learning rate 5x as often.
+      schedule = schedule_lib.StepLearningRate(self.schedule, self.step)
       self.g_optimizer = tf.keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999,
                                                   epsilon=1e-8)
       self.g_optimizer.build(self.generator.trainable_variables)
@@ -178,6 +188,16 @@ class Trainer(tf.Module):
         "pca_loss": losses.masked_l1(out["render_coarse"], out["image"], render_mask),
     }
 
+  def _objective(self, terms, lambda_ren, lambda_ref):
+    c = self.config
+    return losses.objective(terms, lambda_ren, lambda_ref, terms["reg"], c.objective,
+                            c.lambda_sym, c.lambda_id)
+
+  def first_critic_step(self):
+    """The first generator step with lambda_ren > 0, where the critic starts (SPEC 6.3)."""
+    return 0 if self.schedule.weights(0)[0] > CRITIC_MIN_LAMBDA else (
+        (1 - self.schedule.start_epoch) * self.schedule.epoch_steps)
+
   def _fake(self, out):
     return refinement_lib.to_unit(out["composite_255"])
 
@@ -186,7 +206,7 @@ class Trainer(tf.Module):
     with tf.GradientTape() as tape:
       out = self.refinement(batch, training=True)
       terms = self.terms(out)
-      total = losses.objective(terms, lambda_ren, lambda_ref, terms["reg"], self.config.objective)
+      total = self._objective(terms, lambda_ren, lambda_ref)
       if self.critic is not None:
         terms["adv"] = losses.generator_adversarial_loss(self.critic, self._fake(out),
                                                          self.config.adv_lambda)
@@ -235,7 +255,7 @@ class Trainer(tf.Module):
     """Loss terms at lambda_ren = lambda_ref = 1 (the release's evaluate), no update."""
     out = self.refinement(batch, training=False)
     terms = self.terms(out)
-    terms["total"] = losses.objective(terms, 1.0, 1.0, terms["reg"], self.config.objective)
+    terms["total"] = self._objective(terms, 1.0, 1.0)
     return terms, out
 
 

@@ -13,7 +13,7 @@ import time
 
 from absl import app, flags, logging
 
-from scripts.common import fail, user_path
+from scripts.common import SYNTHETIC_MODELS, fail, user_path
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("template", "checkpoints/BFM/BFM_model_front.mat",
@@ -30,10 +30,11 @@ flags.DEFINE_bool("force", False, "Rebuild even if the cache is current.")
 
 def read_template(path):
   """(vertices [V, 3], faces [F, 3]) of an OBJ, a BFM-schema .mat, or 'synthetic'."""
-  from deep3dface import bfm, synthetic
+  from deep3dface import bfm
   from gcn_face import mesh_io
-  if path == "synthetic":
-    model = synthetic.synthetic_model()
+  from scripts.common import SYNTHETIC_MODELS, load_face_model
+  if path in SYNTHETIC_MODELS:
+    model = load_face_model(path)
     return model.mean_shape, model.triangles
   if not os.path.isfile(path):
     raise ValueError(f"{path}: no such file (see checkpoints/README.md, or use --template=synthetic)")
@@ -46,7 +47,7 @@ def read_template(path):
 def main(argv):
   del argv
   from gcn_face import mesh_sampling
-  template = FLAGS.template if FLAGS.template == "synthetic" else user_path(FLAGS.template)
+  template = FLAGS.template if FLAGS.template in SYNTHETIC_MODELS else user_path(FLAGS.template)
   try:
     factors = [float(f) for f in FLAGS.factors]
     vertices, faces = read_template(template)

@@ -44,17 +44,22 @@ def format_seconds(seconds):
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+# Morphable-model names the programs take besides a BFM_model_front.mat path.
+SYNTHETIC_MODELS = {"synthetic": "face", "synthetic_grid": "grid", "synthetic_bfm": "bfm"}
+
+
 def load_face_model(spec):
-  """A MorphableModel from 'synthetic' (grid), 'synthetic_bfm' (real BFM topology from
-  ../shared or checkpoints/BFM/facemodel_info.mat) or a BFM_model_front.mat path."""
+  """A MorphableModel from 'synthetic' (the embedded default, 35,709 vertices),
+  'synthetic_grid' (the small grid model), 'synthetic_bfm' (real BFM topology from
+  checkpoints/BFM/facemodel_info.mat) or a BFM_model_front.mat path."""
   from deep3dface import bfm, synthetic  # pylint: disable=g-import-not-at-top
-  if spec == "synthetic":
-    return synthetic.synthetic_model()
   if spec == "synthetic_bfm":
     info = user_path("checkpoints/BFM/facemodel_info.mat")
     if not os.path.isfile(info):
       raise ValueError(f"{info}: needed for --model=synthetic_bfm (Deep3D's BFM/ folder)")
     return synthetic.synthetic_model("bfm", info)
+  if spec in SYNTHETIC_MODELS:
+    return synthetic.synthetic_model(SYNTHETIC_MODELS[spec])
   return bfm.load_model(user_path(spec))
 
 
@@ -79,7 +84,8 @@ def load_refinement(checkpoint_dir, rnet_model=None):
   module = refinement.TextureRefinement(
       face_model.FaceModel(model), sampling, identity, config["model"], config["wide"],
       config["nz"], config["refiner_input"], rnet_model if config.get("rnet") else None,
-      config.get("ablation", "none"))
+      config.get("ablation", "none"), config.get("start", "release"),
+      config.get("residual_gain", 1.0), config.get("exact_sampling", False))
   latest = training.restore_generator(module.generator, checkpoint_dir)
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.info("GCN texture refinement from %s", latest)

@@ -28,14 +28,14 @@ import time
 
 from absl import app, flags, logging
 
-from scripts.common import Progress, fail, format_seconds, load_face_model, user_path
+from scripts.common import SYNTHETIC_MODELS, Progress, fail, format_seconds, load_face_model, user_path
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "data/synthetic", "Dataset folder (records.py format).")
 flags.DEFINE_string("checkpoint_dir", None,
                     "Checkpoints and logs (default: checkpoints/bfm09_face_<model>[_gan]).")
 flags.DEFINE_string("face_model", None,
-                    "Morphable model: 'synthetic', 'synthetic_bfm' or a BFM_model_front.mat "
+                    "Morphable model: 'synthetic', 'synthetic_grid', 'synthetic_bfm' or a BFM_model_front.mat "
                     "(default: the dataset manifest's).")
 flags.DEFINE_string("sampling_dir", None, "Mesh-sampling cache (default: data/params/<face_model>).")
 flags.DEFINE_enum("identity", "auto", ["auto", "dlib", "facenet"],
@@ -45,7 +45,24 @@ flags.DEFINE_string("rnet_path", None,
 flags.DEFINE_integer("batch_size", 4, "Batch size.")
 flags.DEFINE_integer("epoch", 50, "Epochs.")
 flags.DEFINE_integer("max_steps", 0, "Stop after this many generator steps (0: all epochs).")
-flags.DEFINE_float("lr", 1e-4, "Adam learning rate (x0.98 after every epoch).")
+flags.DEFINE_float("lr", 1e-4, "Adam learning rate (x0.98 after every schedule epoch).")
+flags.DEFINE_integer("schedule_epoch_steps", 0,
+                     "Generator steps per schedule epoch, the unit of the lambda ramps and the lr "
+                     "decay (0: one pass over the training set, the release; the release's "
+                     "epoch on CelebA is gcn_face/schedule.py's RELEASE_EPOCH_STEPS).")
+flags.DEFINE_integer("schedule_start_epoch", 0,
+                     "Schedule epoch at step 0: 0 is the release (epoch 0 refine-only, then "
+                     "lambda_ren +0.2 per epoch); 5 uses the full weights from the first step.")
+flags.DEFINE_enum("start", "release", ["release", "coarse"],
+                  "Generator output: release (tanh of the Combine Net) or coarse (a residual on "
+                  "the coarse albedo, exactly the coarse texture at step 0).")
+flags.DEFINE_float("residual_gain", 1.0, "Gain of the residual branch with --start=coarse.")
+flags.DEFINE_float("lambda_sym", 0.5, "Weight of the symmetry loss L_sym (the release's 0.5).")
+flags.DEFINE_float("lambda_id", 0.2,
+                   "Weight of the identity loss L_id (the release's 0.2; 0: the ablation).")
+flags.DEFINE_bool("exact_sampling", False,
+                  "Sample photo colours where the vertices project (bilinear) instead of the "
+                  "release's rounding, half a pixel off.")
 flags.DEFINE_bool("gan", False, "Train with the WGAN-GP critic (SPEC 6.3).")
 flags.DEFINE_float("adv_lambda", 1e-3, "Weight of the adversarial losses.")
 flags.DEFINE_integer("critic_steps", 5, "Critic updates per generator update with --gan.")
@@ -56,8 +73,9 @@ flags.DEFINE_bool("wide", False, "Wide GCN decoder.")
 flags.DEFINE_integer("nz", 512, "Refiner bottleneck width.")
 flags.DEFINE_enum("objective", "release", ["release", "paper"],
                   "release: per-vertex projection loss; paper: image-space pixel loss.")
-flags.DEFINE_enum("refiner_input", "code", ["code", "paper"],
-                  "Refiner input: 7 channels (code) or the coarse albedo only (paper).")
+flags.DEFINE_enum("refiner_input", "code", ["code", "paper", "delit"],
+                  "Refiner input: 7 channels (code), the coarse albedo only (paper), or the 7 "
+                  "and the de-lit photo residual (delit, 10 channels).")
 flags.DEFINE_enum("ablation", "none", ["none", "no_decoder", "no_refiner"],
                   "Leave the GCN Decoder or Refiner out (the paper's ablations).")
 flags.DEFINE_integer("seed", 2, "Random seed (data order, initialisation, WGAN-GP).")
@@ -99,12 +117,15 @@ def build(manifest):
   rnet_model = rnet.from_frozen_graph(user_path(FLAGS.rnet_path)) if FLAGS.rnet_path else None
   module = refinement.TextureRefinement(
       face_model.FaceModel(model), sampling, identity, FLAGS.model,
-      FLAGS.wide, FLAGS.nz, FLAGS.refiner_input, rnet_model, FLAGS.ablation)
-  if spec not in ("synthetic", "synthetic_bfm"):
+      FLAGS.wide, FLAGS.nz, FLAGS.refiner_input, rnet_model, FLAGS.ablation, FLAGS.start,
+      FLAGS.residual_gain, FLAGS.exact_sampling)
+  if spec not in SYNTHETIC_MODELS:
     spec = os.path.abspath(user_path(spec))
   run_config = {"face_model": spec, "sampling_dir": sampling_dir,
                 "num_vertices": model.num_vertices, "model": FLAGS.model, "wide": FLAGS.wide,
                 "nz": FLAGS.nz, "refiner_input": FLAGS.refiner_input, "ablation": FLAGS.ablation,
+                "start": FLAGS.start, "residual_gain": FLAGS.residual_gain,
+                "exact_sampling": FLAGS.exact_sampling,
                 "identity": identity.kind, "rnet": bool(FLAGS.rnet_path)}
   return module, refinement.skin_indices(model), run_config
 
@@ -161,21 +182,26 @@ def critic_batches(strategy, raw, config, steps_per_epoch, consumed):
 
 def train(trainer, manager, raw, val, config, steps_per_epoch, total_steps, writer):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from gcn_face import losses  # pylint: disable=g-import-not-at-top
+  from gcn_face import training  # pylint: disable=g-import-not-at-top
   strategy = trainer.strategy
   step = int(trainer.step.numpy())
   progress = Progress(total_steps, "steps", done=step, interval=10.0)
   critic_iter = None
   if config.gan:
-    critic_done = max(0, step - steps_per_epoch) * config.critic_steps
+    critic_done = max(0, step - trainer.first_critic_step()) * config.critic_steps
     critic_iter = iter(critic_batches(strategy, raw, config, steps_per_epoch, critic_done))
+  weights = None
   while step < total_steps:
     epoch, in_epoch = divmod(step, steps_per_epoch)
-    lambda_ren, lambda_ref = losses.schedule(epoch)
-    logging.info("epoch %d (lambda_ren %.1f, lambda_ref %.1f) from step %d", epoch, lambda_ren,
-                 lambda_ref, step)
+    logging.info("data epoch %d from step %d", epoch, step)
     for batch in epoch_batches(strategy, raw, epoch, config, in_epoch):
-      if critic_iter is not None and lambda_ren > 1e-5:
+      if trainer.schedule.weights(step) != weights:
+        weights = trainer.schedule.weights(step)
+        logging.info("step %d: schedule epoch %d, lambda_ren %.1f, lambda_ref %.1f, lr %.3g",
+                     step, trainer.schedule.epoch(step), *weights,
+                     trainer.schedule.learning_rate(step))
+      lambda_ren, lambda_ref = weights
+      if critic_iter is not None and lambda_ren > training.CRITIC_MIN_LAMBDA:
         for k in range(config.critic_steps):
           stats = trainer.critic_step(_inputs(next(critic_iter)),
                                       tf.constant([config.seed, step * config.critic_steps + k]))
@@ -186,10 +212,11 @@ def train(trainer, manager, raw, val, config, steps_per_epoch, total_steps, writ
         with writer.as_default(step=step):
           for name, value in terms.items():
             tf.summary.scalar(f"train/{name}", value)
-          if critic_iter is not None and lambda_ren > 1e-5:
+          if critic_iter is not None and lambda_ren > training.CRITIC_MIN_LAMBDA:
             for name, value in stats.items():
               tf.summary.scalar(f"critic/{name}", value)
-          tf.summary.scalar("train/lr", trainer.g_optimizer.learning_rate)
+          tf.summary.scalar("train/lr", trainer.schedule.learning_rate(step - 1))
+          tf.summary.scalar("train/lambda_ren", lambda_ren)
       if not all(math.isfinite(float(v)) for v in terms.values()):
         logging.warning("step %d: a loss is not finite (%d updates skipped so far)", step,
                         int(trainer.skipped_updates.numpy()))
@@ -254,10 +281,16 @@ def main(argv):
   steps_per_epoch = count // FLAGS.batch_size
   if steps_per_epoch < 1:
     fail(f"{data_dir}: {count} training faces, fewer than one batch of {FLAGS.batch_size}")
+  if FLAGS.schedule_epoch_steps < 0 or FLAGS.schedule_start_epoch < 0:
+    fail("--schedule_epoch_steps and --schedule_start_epoch must be >= 0")
   config = training.Config(batch_size=FLAGS.batch_size, lr=FLAGS.lr,
+                           schedule_epoch_steps=FLAGS.schedule_epoch_steps,
+                           schedule_start_epoch=FLAGS.schedule_start_epoch,
                            gan=FLAGS.gan, adv_lambda=FLAGS.adv_lambda,
                            critic_steps=FLAGS.critic_steps, per_sample_eps=FLAGS.per_sample_eps,
-                           objective=FLAGS.objective, seed=FLAGS.seed,
+                           objective=FLAGS.objective, lambda_sym=FLAGS.lambda_sym,
+                           lambda_id=FLAGS.lambda_id,
+                           seed=FLAGS.seed,
                            shuffle_buffer=FLAGS.shuffle_buffer)
   checkpoint_dir = user_path(FLAGS.checkpoint_dir or os.path.join(
       "checkpoints", f"bfm09_face_{FLAGS.model}{'_gan' if FLAGS.gan else ''}"))

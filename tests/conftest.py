@@ -49,7 +49,7 @@ def deep3d_photos(deep3d_input_dir):
 @pytest.fixture(scope="session")
 def synthetic_model():
   from deep3dface import synthetic
-  return synthetic.synthetic_model()
+  return synthetic.synthetic_model("grid")
 
 
 @pytest.fixture(scope="session")

@@ -110,3 +110,68 @@ def test_unknown_topology_is_rejected():
     synthetic.synthetic_model("sphere")
   with pytest.raises(ValueError, match="needs facemodel_info"):
     synthetic.synthetic_model("bfm")
+
+
+@pytest.fixture(scope="module")
+def face_model_default():
+  return synthetic.synthetic_model()  # the embedded default: the "face" topology
+
+
+def test_default_topology_has_the_papers_size_and_is_a_manifold_disk(face_model_default):
+  m = face_model_default
+  assert m.num_vertices == constants.BFM_VERTICES == 35709
+  t = m.triangles.astype(np.int64)
+  assert np.array_equal(np.unique(t), np.arange(m.num_vertices))  # every vertex in a face
+  edges = np.sort(np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]]), axis=1)
+  unique, counts = np.unique(edges, axis=0, return_counts=True)
+  assert counts.max() == 2  # manifold: no edge in three faces
+  assert m.num_vertices - len(unique) + len(t) == 1  # Euler characteristic of a disk
+  boundary = unique[counts == 1]
+  # one boundary loop: every boundary vertex has exactly two boundary edges, and walking
+  # them visits them all
+  degree = np.bincount(boundary.ravel(), minlength=m.num_vertices)
+  assert set(degree[degree > 0]) == {2}
+  neighbours = {}
+  for a, b in boundary:
+    neighbours.setdefault(a, []).append(b)
+    neighbours.setdefault(b, []).append(a)
+  start = prev = boundary[0, 0]
+  current, seen = neighbours[start][0], 1
+  while current != start:
+    prev, current = current, [n for n in neighbours[current] if n != prev][0]
+    seen += 1
+  assert seen == len(neighbours)
+  v = m.mean_shape.astype(np.float64)
+  normals_z = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])[:, 2]
+  assert (normals_z > 0).mean() > 0.97
+  # near-equilateral triangles in the plane: longest / shortest edge
+  xy = v[:, :2]
+  lengths = np.stack([np.linalg.norm(xy[t[:, i]] - xy[t[:, (i + 1) % 3]], axis=1)
+                      for i in range(3)], 1)
+  assert np.median(lengths.max(1) / lengths.min(1)) < 1.5
+
+
+def test_default_topology_level_sizes(face_model_default):
+  from gcn_face import mesh_sampling
+  sampling = mesh_sampling.build(face_model_default.mean_shape, face_model_default.triangles)
+  assert sampling.sizes == [35709, 8928, 2232, 558, 140]
+
+
+def test_skin_tone_is_the_first_albedo_component(face_model_default):
+  m = face_model_default
+  tex = m.tex_base.reshape(m.num_vertices, 3, -1).astype(np.float64)
+  skin = m.skin_mask
+  mean = m.mean_tex.reshape(-1, 3)[skin].mean(0)
+  # component 0 moves the whole face together (darker and redder-browner), the others have
+  # zero mean over the face
+  tone = tex[skin, :, 0].mean(0)
+  assert np.all(tone < -30) and tone[0] < tone[1] < tone[2]
+  assert np.abs(tex[:, :, 1:].mean(0)).max() < 1e-3 * np.abs(tone).max()
+  assert tex[skin, 0, 0].std() < 0.15 * abs(tone[0])  # nearly uniform
+  light, dark = mean + (-1.5) * tone, mean + 2.5 * tone
+  assert light.mean() > 200 and dark.max() < 130  # N(0, 1) spans light to dark skin
+  # and the albedo bases are mirror-symmetric, as a face's
+  from gcn_face import symmetry
+  pairs = symmetry.mirror_pairs(m.mean_shape)
+  assert len(pairs) > 0.45 * m.num_vertices
+  np.testing.assert_allclose(tex[pairs[:, 0]], tex[pairs[:, 1]], atol=1e-3)

@@ -226,3 +226,75 @@ def test_refiner_input_hand_computed():
     refiner_input.refiner_input(albedo, tf.constant(image), tf.constant(mask), vertices, normals, "x")
   with pytest.raises(ValueError, match="224"):
     refiner_input.refiner_input(albedo, tf.zeros([1, 100, 100, 3]), tf.constant(mask), vertices, normals)
+
+
+def _generator_inputs(sampling, channels, seed=0):
+  rng = np.random.default_rng(seed)
+  per_vertex = rng.uniform(-1, 1, (2, sampling.sizes[0], channels)).astype(np.float32)
+  return tf.constant(rng.normal(size=(2, 16)).astype(np.float32)), tf.constant(per_vertex)
+
+
+@pytest.mark.parametrize("channels,ablation", [(10, "none"), (7, "none"), (3, "no_decoder"),
+                                               (10, "no_refiner")])
+def test_start_from_coarse_is_exactly_the_coarse_texture_at_step_zero(small, channels, ablation):
+  sampling, g = small
+  gen = networks.MeshGenerator(g, start="coarse", ablation=ablation, residual_gain=30.0)
+  embedding, per_vertex = _generator_inputs(sampling, channels)
+  out = gen((embedding, per_vertex))
+  np.testing.assert_array_equal(out.numpy(), per_vertex.numpy()[..., :3])
+  # Only the zero-initialised Combine Net gets a gradient at step zero, and it is not zero:
+  # the first update moves the output.
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_mean(tf.abs(gen((embedding, per_vertex)) - 0.3))
+  grads = dict(zip([v.path for v in gen.trainable_variables],
+                   tape.gradient(loss, gen.trainable_variables)))
+  combine = [k for k in grads if "mesh_concat" in k]
+  assert combine and np.abs(grads[combine[0]].numpy()).max() > 0
+  # the release's start is not the coarse texture
+  release = networks.MeshGenerator(g, start="release")((embedding, per_vertex))
+  assert np.abs(release.numpy() - per_vertex.numpy()[..., :3]).max() > 1e-3
+
+
+def test_start_from_coarse_residual_and_clipping(small):
+  sampling, g = small
+  gen = networks.MeshGenerator(g, start="coarse", residual_gain=2.0)
+  embedding, per_vertex = _generator_inputs(sampling, 10)
+  gen((embedding, per_vertex))  # builds the layers
+  kernel = gen.combine.conv.kernel
+  weights = np.zeros(kernel.shape, np.float32)
+  order = gen.combine.conv.order
+  for c in range(3):  # the order-0 term of the input's channel 13 + c -> output c
+    weights[(3 + 3 + 7 + c) * order, c] = 0.5
+  kernel.assign(weights)
+  expected = np.clip(per_vertex.numpy()[..., :3] + 2.0 * 0.5 * per_vertex.numpy()[..., 7:10],
+                     -1, 1)
+  np.testing.assert_allclose(gen((embedding, per_vertex)).numpy(), expected, atol=1e-6)
+  with pytest.raises(ValueError, match="start"):
+    networks.MeshGenerator(g, start="zero")
+
+
+def test_exact_sampling_and_delit_residual():
+  # A vertex at the optical axis projects to pixel centre 111.5: halfway between 111 and 112.
+  vertices = tf.constant([[[0.0, 0.0, 0.0], [-50.0, 50.0, 0.0]]])
+  normals = tf.constant([[[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]])
+  image = np.zeros((1, 224, 224, 3), np.float32)
+  image[0, 111:113, 111:113] = [[[0.2, 0.0, -0.2], [0.4, 0.0, -0.2]],
+                                [[0.6, 0.0, -0.2], [0.8, 0.0, -0.2]]]
+  np.testing.assert_allclose(refiner_input.sample_bilinear(tf.constant(image), vertices)[0, 0],
+                             [0.5, 0.0, -0.2], atol=1e-6)
+  np.testing.assert_array_equal(refiner_input.exact_pixels(vertices).numpy()[0],
+                                [[112, 112], [0, 0]])  # round half to even; clamped corner
+  colors = tf.constant([[[0.5, 0.0, -0.2], [0.5, 0.0, -0.2]]])
+  shading = tf.constant([[[0.5, 1.0, 2.0], [0.1, 1.0, 1.0]]])
+  coarse = tf.constant([[[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+  residual = refiner_input.delit_residual(coarse, colors, shading, tf.constant([[1.0, 1.0]]))
+  # P_255 = (P + 1) 127.5 = 191.25, 127.5, 102; / S = 382.5 -> 255 (clipped), 127.5, 51
+  np.testing.assert_allclose(residual.numpy()[0, 0], [1.0, 0.0, 51 / 127.5 - 1], atol=1e-6)
+  np.testing.assert_array_equal(residual.numpy()[0, 1], 0.0)  # in deep shadow (S < 0.2)
+  per_vertex, _ = refiner_input.refiner_input(coarse, tf.constant(image), tf.ones([1, 224, 224]),
+                                              vertices, normals, "delit", tf.ones([1, 2, 3]))
+  assert per_vertex.shape == (1, 2, 10)
+  np.testing.assert_allclose(per_vertex.numpy()[0, 0, 7:], [0.5, 0.0, -0.2], atol=1e-6)
+  with pytest.raises(ValueError, match="shading"):
+    refiner_input.refiner_input(coarse, tf.constant(image), tf.ones([1, 224, 224]), vertices,
+                                normals, "delit")

@@ -97,7 +97,8 @@ def trained(tmp_path_factory):
   """A tiny synthetic dataset and a 2-step GCN checkpoint."""
   root = tmp_path_factory.mktemp("trained")
   data, checkpoint = str(root / "data"), str(root / "gcn")
-  result = run_script("make_synthetic", f"--output_dir={data}", "--num_train=4", "--num_val=0",
+  result = run_script("make_synthetic", f"--output_dir={data}", "--model=synthetic_grid",
+                      "--num_train=4", "--num_val=0",
                       "--num_test=4", "--batch_size=4")
   assert result.returncode == 0, result.stderr[-2000:]
   result = run_script("train", f"--data_dir={data}", f"--checkpoint_dir={checkpoint}",
@@ -163,7 +164,7 @@ def test_all_faces_of_a_photo(deep3d_photos, tmp_path):
   pair.save(tmp_path / "pair.png")
   out = tmp_path / "out"
   result = run_script("reconstruct", f"--input={tmp_path / 'pair.png'}", f"--output_dir={out}",
-                      "--all_faces", "--gcn_checkpoint=", *FAST_FIT)
+                      "--all_faces", "--gcn_checkpoint=", "--face_model=synthetic_grid", *FAST_FIT)
   assert result.returncode == 0, result.stderr[-3000:]
   assert sorted(os.listdir(out)) == ["pair", "pair_face1"]
   for name in ("pair", "pair_face1"):

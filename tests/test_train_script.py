@@ -23,7 +23,8 @@ COMMON = ["--batch_size=2", "--shuffle_buffer=4", "--summary_every=1"]
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory):
   directory = str(tmp_path_factory.mktemp("synthetic"))
-  result = run_script("make_synthetic", f"--output_dir={directory}", "--num_train=12",
+  result = run_script("make_synthetic", f"--output_dir={directory}", "--model=synthetic_grid",
+                      "--num_train=12",
                       "--num_val=4", "--num_test=0", "--per_shard=8", "--batch_size=8")
   assert result.returncode == 0, result.stderr[-2000:]
   return directory

@@ -9,14 +9,6 @@ import tensorflow as tf
 from gcn_face import losses, masks, symmetry
 
 
-@pytest.mark.parametrize("epoch,expected", [
-    (0, (0.0, 1.0)), (1, (0.2, 0.8)), (2, (0.4, 0.6)), (3, (0.6, 0.4)), (4, (0.8, 0.2)),
-    (5, (1.0, 0.2)), (49, (1.0, 0.2)),
-])
-def test_schedule(epoch, expected):
-  np.testing.assert_allclose(losses.schedule(epoch), expected, atol=1e-12)
-
-
 def test_refine_and_projection():
   fine = tf.constant([[[0.5, 0.0, -0.5], [1.0, 1.0, 1.0]]])
   coarse = tf.constant([[[0.0, 0.0, 0.0], [1.0, 0.0, 1.0]]])
