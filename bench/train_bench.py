@@ -3,9 +3,10 @@
 Generator steps per second at batch 4 on a synthetic dataset (records written
 to a temporary folder and read through the trainer's input pipeline), without
 and with --gan (one iteration = 5 critic steps + 1 generator step), and the
-peak RSS of each configuration (each runs in its own process). The embedded
-grid model (3,315 vertices) and, when ../shared has Deep3D's facemodel_info.mat,
-the real 35,709-vertex BFM topology.
+peak RSS of each configuration (each runs in its own process), for the quick start's
+generator (--start=coarse --refiner_input=delit). The embedded default (the 35,709-vertex
+"face" topology), the small grid model (3,315 vertices) and, when ../shared has Deep3D's
+facemodel_info.mat, the real 35,709-vertex BFM topology.
 
   python -m bench.train_bench --output=bench/results/train.json
 """
@@ -25,6 +26,8 @@ flags.DEFINE_integer("repeats", 10, "Timed steps per configuration.")
 flags.DEFINE_string("facemodel_info", os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "deep3d",
     "BFM", "facemodel_info.mat"), "Deep3D's facemodel_info.mat for the BFM-topology run.")
+flags.DEFINE_list("topologies", ["face", "grid", "bfm"], "Models to time (bfm needs the file).")
+flags.DEFINE_list("critic", ["nogan", "gan"], "Without and/or with the critic.")
 flags.DEFINE_string("child", None, "Internal: run one configuration 'topology:gan'.")
 flags.DEFINE_string("output", None, "Optional JSON output path (also printed).")
 
@@ -88,10 +91,11 @@ def main(argv):
     print("RESULT " + json.dumps(run_child(topology, gan == "gan")))
     return
   from bench.timing import report_json  # pylint: disable=g-import-not-at-top
-  topologies = ["face", "grid"] + (["bfm"] if os.path.isfile(FLAGS.facemodel_info) else [])
+  topologies = [t for t in FLAGS.topologies
+                if t != "bfm" or os.path.isfile(FLAGS.facemodel_info)]
   results = []
   for topology in topologies:
-    for gan in ("nogan", "gan"):
+    for gan in FLAGS.critic:
       out = subprocess.run([sys.executable, "-m", "bench.train_bench", f"--child={topology}:{gan}",
                             f"--batch_size={FLAGS.batch_size}", f"--repeats={FLAGS.repeats}",
                             f"--facemodel_info={FLAGS.facemodel_info}"],

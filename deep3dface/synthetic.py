@@ -186,6 +186,24 @@ def _bfm_layout(info, target_xy):
   return xy, tri.astype(np.int32)
 
 
+ALBEDO_FIELD_ORDER = 13  # cosines per axis of the albedo fields: 90 mirror-symmetric ones
+
+
+def _symmetric_features(xy, order=ALBEDO_FIELD_ORDER):
+  """Orthonormal (over the vertices), mirror-symmetric smooth fields `[N, F]` in order of
+  rising spatial frequency, without the constant: cos(pi i (u+1)/2) cos(pi j (v+1)/2) for
+  even i, Gram-Schmidt'ed in that order (as a PCA's components, smooth ones first)."""
+  u = xy[:, 0] / FACE_HALF_WIDTH
+  v = (xy[:, 1] - FACE_CENTER_Y) / FACE_HALF_HEIGHT
+  pairs = sorted(((i, j) for i in range(0, order, 2) for j in range(order)),
+                 key=lambda p: (p[0] + p[1], p))
+  feats = np.stack([np.cos(0.5 * np.pi * i * (u + 1)) * np.cos(0.5 * np.pi * j * (v + 1))
+                    for i, j in pairs], 1)
+  q, r = np.linalg.qr(feats)
+  q *= np.sign(np.diag(r))
+  return q[:, 1:] * np.sqrt(len(xy))  # unit RMS, the constant (0, 0) left out
+
+
 def _smooth_fields(xy, count, rng, order=7, mirror=0):
   """`count` random smooth scalar fields on the vertices, each with unit RMS.
 
@@ -245,14 +263,28 @@ def _bases(xy, rng):
   mean_tex = (skin + lips * np.array([-30.0, -65.0, -45.0]) +
               np.clip(brows, 0, 1)[:, None] * np.array([-110.0, -95.0, -85.0]) +
               np.clip(eyes, 0, 1)[:, None] * np.array([-60.0, -50.0, -40.0]))
-  k_tex = np.arange(constants.TEX_DIM)
-  scale_tex = 14.0 / (1.0 + k_tex) ** 0.6  # 0-255 units
-  lum = _smooth_fields(xy, constants.TEX_DIM, rng, mirror=1)
-  tint = 0.15 * _smooth_fields(xy, constants.TEX_DIM, rng, mirror=1)
-  tex_base = _interleave(lum + tint, lum, lum - tint) * scale_tex
-  tone = 1.0 + 0.1 * _smooth_fields(xy, 1, rng, mirror=1)[:, 0]  # nearly uniform
-  tex_base[:, 0] = _interleave(*(tone[:, None] * c for c in SKIN_TONE))[:, 0]
-  return id_base, ex_base, np.clip(mean_tex, 0.0, 255.0), tex_base
+  return id_base, ex_base, np.clip(mean_tex, 0.0, 255.0), _albedo_basis(xy)
+
+
+def _albedo_basis(xy):
+  """`[3N, 80]` orthogonal albedo components, as a PCA's: 0 is skin tone (SKIN_TONE, uniform
+  over the face), then smooth mirror-symmetric fields of rising frequency and falling scale, two
+  of brightness (all channels) for each one of tint (red against blue)."""
+  feats = _symmetric_features(xy)
+  tone = np.ones((len(xy), 1))
+  columns = [_interleave(*(tone * c for c in SKIN_TONE))[:, 0]]
+  gray = tint = 0
+  for k in range(1, constants.TEX_DIM):
+    scale = 14.0 / (1.0 + k) ** 0.6  # 0-255 units
+    if k % 3:
+      f = feats[:, gray]
+      columns.append(_interleave(f[:, None], f[:, None], f[:, None])[:, 0] * scale)
+      gray += 1
+    else:
+      f = 0.5 * feats[:, tint]
+      columns.append(_interleave(f[:, None], 0 * f[:, None], -f[:, None])[:, 0] * scale)
+      tint += 1
+  return np.stack(columns, 1)  # orthogonal: the features are, and so are gray and tint
 
 
 def _masks(xy, triangles):

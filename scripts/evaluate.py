@@ -128,13 +128,27 @@ def write_table(output_dir, table, count, independent):
   return "\n".join(lines)
 
 
-def write_grid(output_dir, inputs, columns):
-  """examples.png: input | coarse | each checkpoint's GCN, one face per row."""
+def label_row(labels, width, height=18):
+  """A white strip `[height, width * len(labels), 3]` uint8 with each label centred over its
+  column."""
+  import PIL.Image, PIL.ImageDraw  # pylint: disable=g-import-not-at-top,multiple-imports
+  strip = PIL.Image.new("RGB", (width * len(labels), height), (255, 255, 255))
+  draw = PIL.ImageDraw.Draw(strip)
+  for i, label in enumerate(labels):
+    text = label if draw.textlength(label) <= width - 4 else label[:max(1, (width - 4) // 6)]
+    draw.text((i * width + (width - draw.textlength(text)) / 2, 3), text, fill=(0, 0, 0))
+  return np.asarray(strip)
+
+
+def write_grid(output_dir, inputs, columns, labels):
+  """examples.png: input | coarse | each checkpoint's GCN, one face per row, a label row on
+  top."""
   import PIL.Image  # pylint: disable=g-import-not-at-top
   from gcn_face import atomic_file  # pylint: disable=g-import-not-at-top
   rows = [np.concatenate([inputs[i]] + [c[i] for c in columns], axis=1)
           for i in range(len(inputs))]
   grid = np.clip(np.round(np.concatenate(rows, axis=0)), 0, 255).astype(np.uint8)
+  grid = np.concatenate([label_row(labels, inputs.shape[2]), grid], axis=0)
   with atomic_file.atomic_path(os.path.join(output_dir, "examples.png")) as tmp:
     PIL.Image.fromarray(grid).save(tmp, "PNG")
 
@@ -179,7 +193,7 @@ def main(argv):
     grid_columns.append(panels["gcn"])
     progress.update()
   text = write_table(output_dir, table, count, independent)
-  write_grid(output_dir, inputs, grid_columns)
+  write_grid(output_dir, inputs, grid_columns, ["photo", "coarse"] + list(labels))
   logging.info("%d faces of %s/%s:\n%s", count, data_dir, FLAGS.split, text)
   logging.info("results in %s (results.md, results.csv, examples.png)", output_dir)
 

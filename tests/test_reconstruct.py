@@ -21,7 +21,7 @@ FAST_FIT = ["--landmark_steps=60", "--photo_steps=20"]
 
 
 def test_fitting_finds_a_synthetic_face(synthetic_model):
-  face = synthetic_data.SyntheticRenderer(synthetic_model).render([31])[0]
+  face = synthetic_data.SyntheticRenderer(synthetic_model).render([5])[0]  # yaw 0.40 rad
   model = face_model.FaceModel(synthetic_model)
   fitter = fitting.Fitter(model, refinement.skin_indices(synthetic_model),
                           fitting.FitConfig(landmark_steps=100, photo_steps=40))
@@ -200,7 +200,9 @@ def test_evaluate_table(trained, tmp_path):
   assert rows[1] == dict(rows[2], texture="GCN (a)")  # same checkpoint, same numbers
   assert "| coarse 3DMM (PCA) |" in (out / "results.md").read_text()
   with PIL.Image.open(out / "examples.png") as grid:
-    assert grid.size == (4 * 224, 2 * 224)
+    assert grid.size == (4 * 224, 2 * 224 + 18)  # a label row on top
+    labels = np.asarray(grid)[:18]
+    assert labels.min() < 128 and np.median(labels) == 255  # dark text on white
   bad = run_script("evaluate", f"--data_dir={data}", f"--checkpoints={tmp_path}",
                    f"--output_dir={out}")
   assert_one_line_error(bad, "train_config.json")
