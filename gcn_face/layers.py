@@ -42,8 +42,9 @@ class ChebConv(keras.layers.Layer):
       raise ValueError(f"{self.name}: input has {input_shape[0]} vertices, the Laplacian "
                        f"{self.laplacian.shape[0]}")
     self.in_features = int(input_shape[-1])
-    self.kernel = self.add_weight(name="kernel", shape=(self.in_features * self.order, self.filters),
-                                  initializer="zeros" if self.zero_init else he_normal())
+    self.kernel = self.add_weight(
+        name="kernel", shape=(self.in_features * self.order, self.filters),
+        initializer="zeros" if self.zero_init else he_normal())
 
   def call(self, x):
     m, fin, k, fout = tf.shape(x)[0], self.in_features, self.order, self.filters

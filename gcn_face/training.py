@@ -22,8 +22,8 @@ import tensorflow as tf
 from gcn_face import atomic_file, critic as critic_lib, losses, records, \
     refinement as refinement_lib, schedule as schedule_lib
 
-RUN_CONFIG = "train_config.json"
-CRITIC_MIN_LAMBDA = 1e-5  # the critic trains at steps whose lambda_ren exceeds this (release)  # next to the checkpoints: how to rebuild the generator
+RUN_CONFIG = "train_config.json"  # next to the checkpoints: how to rebuild the generator
+CRITIC_MIN_LAMBDA = 1e-5  # the critic trains at steps whose lambda_ren exceeds this (release)
 
 
 @dataclasses.dataclass
