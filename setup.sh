@@ -16,7 +16,7 @@ fi
 # training of the start-from-coarse GCN (docs/training.md), the coarse-vs-GCN tables on
 # both test splits, and a reconstruction of a public-domain photo that ships with
 # scikit-image (fit mode). Each step resumes or skips work already done when setup.sh runs
-# again. About 7 minutes on 2 cores.
+# again. About 5.5 minutes on 2 cores.
 "$PYTHON" -m scripts.make_synthetic --output_dir=data/synthetic --num_train=128 --num_val=8 --num_test=16
 "$PYTHON" -m scripts.make_synthetic --output_dir=data/synthetic_seed1 --seed=1 --num_train=0 \
   --num_val=0 --num_test=16
