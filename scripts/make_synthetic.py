@@ -14,9 +14,9 @@ from scripts.common import Progress, fail, load_face_model, user_path
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "data/synthetic", "Dataset folder (TFRecord shards + manifest).")
 flags.DEFINE_string("model", "synthetic",
-                    "Morphable model: 'synthetic' (the embedded 35,709-vertex model), 'synthetic_grid' "
-                    "(a small grid model), 'synthetic_bfm' (real BFM "
-                    "topology, needs checkpoints/BFM/facemodel_info.mat) or a BFM_model_front.mat.")
+                    "Morphable model: 'synthetic' (the embedded 35,709-vertex model), "
+                    "'synthetic_grid' (a small grid model), 'synthetic_bfm' (real BFM topology, "
+                    "needs checkpoints/BFM/facemodel_info.mat) or a BFM_model_front.mat.")
 flags.DEFINE_integer("num_train", 512, "Training faces.")
 flags.DEFINE_integer("num_val", 32, "Validation faces.")
 flags.DEFINE_integer("num_test", 32, "Test faces.")

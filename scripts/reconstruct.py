@@ -30,7 +30,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "A photo, a folder of photos (recursive) or a .txt list.")
 flags.DEFINE_string("output_dir", "out/reconstruct", "Output folder (one subfolder per photo).")
 flags.DEFINE_string("face_model", None,
-                    "'synthetic', 'synthetic_bfm' or a BFM_model_front.mat (default: the GCN "
+                    "'synthetic', 'synthetic_grid', 'synthetic_bfm' or a BFM_model_front.mat "
+                    "(default: the GCN "
                     "checkpoint's, else checkpoints/BFM/BFM_model_front.mat, else synthetic).")
 flags.DEFINE_string("rnet_path", None,
                     "Deep3D's FaceReconModel.pb (default: checkpoints/FaceReconModel.pb if "

@@ -28,15 +28,16 @@ import time
 
 from absl import app, flags, logging
 
-from scripts.common import SYNTHETIC_MODELS, Progress, fail, format_seconds, load_face_model, user_path
+from scripts.common import (SYNTHETIC_MODELS, Progress, fail, format_seconds, load_face_model,
+                            user_path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "data/synthetic", "Dataset folder (records.py format).")
 flags.DEFINE_string("checkpoint_dir", None,
                     "Checkpoints and logs (default: checkpoints/bfm09_face_<model>[_gan]).")
 flags.DEFINE_string("face_model", None,
-                    "Morphable model: 'synthetic', 'synthetic_grid', 'synthetic_bfm' or a BFM_model_front.mat "
-                    "(default: the dataset manifest's).")
+                    "Morphable model: 'synthetic', 'synthetic_grid', 'synthetic_bfm' or a "
+                    "BFM_model_front.mat (default: the dataset manifest's).")
 flags.DEFINE_string("sampling_dir", None, "Mesh-sampling cache (default: data/params/<face_model>).")
 flags.DEFINE_enum("identity", "auto", ["auto", "dlib", "facenet"],
                   "Identity encoder (auto: FaceNet when checkpoints/facenet/ has it, else dlib).")
