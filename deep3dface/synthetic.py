@@ -109,6 +109,12 @@ def _grid_topology(step):
   return xy, remap[tri].astype(np.int32)
 
 
+def _twice_signed_areas(xy, tri):
+  """`[T]` twice the signed area of each triangle in the (x, y) plane (> 0: CCW)."""
+  e1, e2 = xy[tri[:, 1]] - xy[tri[:, 0]], xy[tri[:, 2]] - xy[tri[:, 0]]
+  return e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+
+
 def _ring_counts(num_vertices, rings):
   """Vertices per ring 1..rings (about 6 k on ring k, as a hexagonal tiling) summing with
   the centre vertex to exactly `num_vertices`; even where the total allows, so that every
@@ -159,8 +165,7 @@ def _face_topology(num_vertices=FACE_VERTICES, rings=109):
       tris += _zip_rings(previous, previous_angles, ids, angles)
     previous, previous_angles, start = ids, angles, start + count
   xy, tri = np.concatenate(xy), np.array(tris, np.int64)
-  e1, e2 = xy[tri[:, 1]] - xy[tri[:, 0]], xy[tri[:, 2]] - xy[tri[:, 0]]
-  flip = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0] < 0
+  flip = _twice_signed_areas(xy, tri) < 0
   tri[flip] = tri[flip][:, [0, 2, 1]]
   return xy, tri.astype(np.int32)
 
@@ -180,8 +185,7 @@ def _bfm_layout(info, target_xy):
                                            kernel="thin_plate_spline", smoothing=1e-3)
   xy = xy + warp(xy)
   # Keep the topology's triangles counter-clockwise seen from +z.
-  e1, e2 = xy[tri[:, 1]] - xy[tri[:, 0]], xy[tri[:, 2]] - xy[tri[:, 0]]
-  if np.sum(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) < 0:
+  if np.sum(_twice_signed_areas(xy, tri)) < 0:
     tri = tri[:, [0, 2, 1]]
   return xy, tri.astype(np.int32)
 
@@ -189,17 +193,22 @@ def _bfm_layout(info, target_xy):
 ALBEDO_FIELD_ORDER = 13  # cosines per axis of the albedo fields: 90 mirror-symmetric ones
 
 
+def _cosine_features(x, y, pairs):
+  """`[N, len(pairs)]` cos(pi i (u+1)/2) cos(pi j (v+1)/2) over the face oval's box
+  (u, v in [-1, 1]) for each (i, j) of `pairs`, at points x `[N]`, y `[N]` (dm)."""
+  u = x / FACE_HALF_WIDTH
+  v = (y - FACE_CENTER_Y) / FACE_HALF_HEIGHT
+  return np.stack([np.cos(0.5 * np.pi * i * (u + 1)) * np.cos(0.5 * np.pi * j * (v + 1))
+                   for i, j in pairs], 1)
+
+
 def _symmetric_features(xy, order=ALBEDO_FIELD_ORDER):
   """Orthonormal (over the vertices), mirror-symmetric smooth fields `[N, F]` in order of
-  rising spatial frequency, without the constant: cos(pi i (u+1)/2) cos(pi j (v+1)/2) for
-  even i, Gram-Schmidt'ed in that order (as a PCA's components, smooth ones first)."""
-  u = xy[:, 0] / FACE_HALF_WIDTH
-  v = (xy[:, 1] - FACE_CENTER_Y) / FACE_HALF_HEIGHT
+  rising spatial frequency, without the constant: `_cosine_features` for even i,
+  Gram-Schmidt'ed in that order (as a PCA's components, smooth ones first)."""
   pairs = sorted(((i, j) for i in range(0, order, 2) for j in range(order)),
                  key=lambda p: (p[0] + p[1], p))
-  feats = np.stack([np.cos(0.5 * np.pi * i * (u + 1)) * np.cos(0.5 * np.pi * j * (v + 1))
-                    for i, j in pairs], 1)
-  q, r = np.linalg.qr(feats)
+  q, r = np.linalg.qr(_cosine_features(xy[:, 0], xy[:, 1], pairs))
   q *= np.sign(np.diag(r))
   return q[:, 1:] * np.sqrt(len(xy))  # unit RMS, the constant (0, 0) left out
 
@@ -210,15 +219,12 @@ def _smooth_fields(xy, count, rng, order=7, mirror=0):
   mirror: +1 makes each field symmetric under x -> -x (f(-x, y) = f(x, y)), -1
   antisymmetric (the x displacement of a symmetric shape change), 0 neither.
   """
-  freq = np.array([i + j for i in range(order) for j in range(order) if 0 < i + j], np.float64)
+  pairs = [(i, j) for i in range(order) for j in range(order) if 0 < i + j]
+  freq = np.array([i + j for i, j in pairs], np.float64)
   weights = rng.normal(size=(len(freq), count)) / freq[:, None] ** 1.5
 
   def fields_at(x):
-    u = x / FACE_HALF_WIDTH
-    v = (xy[:, 1] - FACE_CENTER_Y) / FACE_HALF_HEIGHT
-    feats = [np.cos(0.5 * np.pi * i * (u + 1)) * np.cos(0.5 * np.pi * j * (v + 1))
-             for i in range(order) for j in range(order) if 0 < i + j]
-    return np.stack(feats, 1) @ weights
+    return _cosine_features(x, xy[:, 1], pairs) @ weights
 
   fields = fields_at(xy[:, 0])
   if mirror:

@@ -520,6 +520,15 @@ _CACHE_FILE = re.compile(r"(adjacency|laplacians|downsamp_trans|upsamp_trans|mes
                          r"reference\d+\.obj|manifest\.json")
 
 
+def _is_regular_file(path):
+  return os.path.isfile(path) and not os.path.islink(path)
+
+
+def _is_cache_file(directory, name):
+  """Whether `name` in `directory` is a regular file of a name `save` writes."""
+  return bool(_CACHE_FILE.fullmatch(name)) and _is_regular_file(os.path.join(directory, name))
+
+
 def _is_cache_folder(directory):
   """Whether a folder holds nothing but files of the names `save` writes (the release's
   cache, without a manifest, counts too)."""
@@ -527,8 +536,7 @@ def _is_cache_folder(directory):
     names = os.listdir(directory)
   except OSError:
     return False
-  return all(_CACHE_FILE.fullmatch(n) and os.path.isfile(os.path.join(directory, n)) and
-             not os.path.islink(os.path.join(directory, n)) for n in names)
+  return all(_is_cache_file(directory, n) for n in names)
 
 
 def check_writable_cache(directory):
@@ -602,9 +610,8 @@ def _remove_cache_files(directory):
   except OSError:
     return
   for name in names:
-    path = os.path.join(directory, name)
-    if _CACHE_FILE.fullmatch(name) and os.path.isfile(path) and not os.path.islink(path):
-      os.remove(path)
+    if _is_cache_file(directory, name):
+      os.remove(os.path.join(directory, name))
   try:
     os.rmdir(directory)
   except OSError:
@@ -634,7 +641,7 @@ def load(directory, key=None):
     path = os.path.join(directory, name)
     if not _CACHE_FILE.fullmatch(str(name)) or name == "manifest.json":
       raise CacheError(f"{manifest_path}: lists {name!r}, not a cache file name")
-    if os.path.islink(path) or not os.path.isfile(path) or _sha256(path) != digest:
+    if not _is_regular_file(path) or _sha256(path) != digest:
       raise CacheError(f"{path}: missing or corrupt (SHA-256 mismatch)")
   levels = len(sizes)
   try:

@@ -183,9 +183,7 @@ class CombineNet(keras.Model):
     per_vertex = inputs[2]
     _check_vertices(self.name, per_vertex, self.graph.sizes[0])
     x = _to_vertex_major(tf.concat([decoded, refined, per_vertex], axis=-1))
-    delta = _to_batch_major(self.conv(x))
-    if self.gain != 1.0:
-      delta *= self.gain
+    delta = self.gain * _to_batch_major(self.conv(x))
     return tf.clip_by_value(per_vertex[..., :OUTPUT_CHANNELS] + delta, -1.0, 1.0)
 
 

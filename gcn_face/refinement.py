@@ -111,14 +111,14 @@ class TextureRefinement(tf.Module):
     coarse_albedo = to_unit(tf.clip_by_value(face.albedo, 0.0, 255.0))
     gamma = face_model_lib.split_coefficients(batch["coeff"]).gamma
     shading = posing.illuminate(tf.ones_like(face.normals), face.normals, gamma)
+    image_colors = refiner_input.vertex_colors(image, face.vertices, self.exact_sampling)
     per_vertex, visibility = refiner_input.refiner_input(
         coarse_albedo, image, eroded, face.vertices, face.normals, self.refiner_mode, shading,
-        self.exact_sampling)
+        self.exact_sampling, image_colors)
     embedding, identity = self.embedding(image_255, batch["landmarks"])
     fine_albedo = self.generator((embedding, per_vertex), training=training)
     fine_colors = lit_colors(fine_albedo, shading)
     coarse_colors = lit_colors(coarse_albedo, shading)
-    image_colors = refiner_input.vertex_colors(image, face.vertices, self.exact_sampling)
     renders, alpha = render(face.clip_vertices, self.triangles,
                             tf.concat([fine_colors, coarse_colors], -1))
     render_fine, render_coarse = renderer.split_channels(renders, [3, 3])

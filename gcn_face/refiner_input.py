@@ -35,16 +35,23 @@ def vertex_pixels(vertices):
   return tf.cast(tf.clip_by_value(pixels, 0.0, constants.IMAGE_SIZE - 1.0), tf.int32)
 
 
-def sample_bilinear(image, vertices):
-  """The image `[B, H, W, C]` bilinearly sampled where posed vertices `[B, N, 3]` project,
-  at the rasterizer's pixel centres (SPEC 2.9: column 111.5 + f X / (10 - Z), row
-  111.5 - f Y / (10 - Z)), clamped to the image: `[B, N, C]`."""
+def _exact_position(vertices):
+  """(row, col) `[B, N]` each, in pixels, where posed vertices `[B, N, 3]` project at the
+  rasterizer's pixel centres (SPEC 2.9: column 111.5 + f X / (10 - Z), row
+  111.5 - f Y / (10 - Z))."""
   x, y, z = tf.unstack(vertices, axis=-1)
   scale = constants.FOCAL / (constants.CAMERA_DISTANCE - z)
   centre = constants.PRINCIPAL_POINT - 0.5
+  return centre - y * scale, centre + x * scale
+
+
+def sample_bilinear(image, vertices):
+  """The image `[B, H, W, C]` bilinearly sampled where posed vertices `[B, N, 3]` project
+  (`_exact_position`), clamped to the image: `[B, N, C]`."""
+  row, col = _exact_position(vertices)
   last = tf.cast(tf.shape(image)[1:3] - 1, tf.float32)
-  row = tf.clip_by_value(centre - y * scale, 0.0, last[0])
-  col = tf.clip_by_value(centre + x * scale, 0.0, last[1])
+  row = tf.clip_by_value(row, 0.0, last[0])
+  col = tf.clip_by_value(col, 0.0, last[1])
   row0 = tf.minimum(tf.floor(row), last[0] - 1.0)
   col0 = tf.minimum(tf.floor(col), last[1] - 1.0)
   fr, fc = (row - row0)[..., None], (col - col0)[..., None]
@@ -70,10 +77,7 @@ def delit_residual(coarse_albedo, colors, shading, visibility):
 def exact_pixels(vertices):
   """Integer pixel (row, col) `[B, N, 2]` nearest to where posed vertices project, at the
   rasterizer's pixel centres (the release's `vertex_pixels` is half a pixel off)."""
-  x, y, z = tf.unstack(vertices, axis=-1)
-  scale = constants.FOCAL / (constants.CAMERA_DISTANCE - z)
-  centre = constants.PRINCIPAL_POINT - 0.5
-  pixels = tf.round(tf.stack([centre - y * scale, centre + x * scale], axis=-1))
+  pixels = tf.round(tf.stack(_exact_position(vertices), axis=-1))
   return tf.cast(tf.clip_by_value(pixels, 0.0, constants.IMAGE_SIZE - 1.0), tf.int32)
 
 
@@ -86,7 +90,7 @@ def vertex_colors(image, vertices, exact=False):
 
 
 def refiner_input(coarse_albedo, image, mask, vertices, normals, mode="code", shading=None,
-                  exact=False):
+                  exact=False, colors=None):
   """Builds the refiner's per-vertex input.
 
   Args:
@@ -100,6 +104,8 @@ def refiner_input(coarse_albedo, image, mask, vertices, normals, mode="code", sh
       (`posing.illuminate` of a unit albedo); needed by "delit" only.
     exact: sample the photo and the mask where the vertices project (bilinear colours,
       nearest mask pixel at the rasterizer's centres) instead of the release's rounding.
+    colors: optional `[B, N, 3]`, `vertex_colors(image, vertices, exact)` when the caller
+      has it already (sampled here otherwise).
 
   Returns:
     (per_vertex `[B, N, C]`, visibility `[B, N]`): visibility = [normal
@@ -115,7 +121,8 @@ def refiner_input(coarse_albedo, image, mask, vertices, normals, mode="code", sh
     raise ValueError(f"coarse_albedo, vertices and normals must all be [B, N, 3], got "
                      f"{coarse_albedo.shape}, {vertices.shape}, {normals.shape}")
   pixels = exact_pixels(vertices) if exact else vertex_pixels(vertices)
-  colors = vertex_colors(image, vertices, exact)  # [B, N, 3]
+  if colors is None:
+    colors = vertex_colors(image, vertices, exact)  # [B, N, 3]
   under = tf.gather_nd(mask, pixels, batch_dims=1)  # [B, N]
   visibility = tf.cast(normals[..., 2] > 0.0, tf.float32) * under
   if mode == "paper":

@@ -61,6 +61,11 @@ class Schedule:
     """(lambda_ren, lambda_ref) at a generator step."""
     return loss_weights(self.epoch(step))
 
+  def first_render_step(self, min_lambda_ren):
+    """The first generator step whose lambda_ren exceeds `min_lambda_ren` (< RENDER_RAMP)."""
+    return 0 if self.weights(0)[0] > min_lambda_ren else (
+        (1 - self.start_epoch) * self.epoch_steps)
+
   def learning_rate(self, step):
     """lr * lr_decay ** floor(step / epoch_steps); `step` a Python int or an int tensor."""
     if isinstance(step, int):

@@ -193,11 +193,6 @@ class Trainer(tf.Module):
     return losses.objective(terms, lambda_ren, lambda_ref, terms["reg"], c.objective,
                             c.lambda_sym, c.lambda_id)
 
-  def first_critic_step(self):
-    """The first generator step with lambda_ren > 0, where the critic starts (SPEC 6.3)."""
-    return 0 if self.schedule.weights(0)[0] > CRITIC_MIN_LAMBDA else (
-        (1 - self.schedule.start_epoch) * self.schedule.epoch_steps)
-
   def _fake(self, out):
     return refinement_lib.to_unit(out["composite_255"])
 

@@ -32,7 +32,7 @@ def read_template(path):
   """(vertices [V, 3], faces [F, 3]) of an OBJ, a BFM-schema .mat, or 'synthetic'."""
   from deep3dface import bfm
   from gcn_face import mesh_io
-  from scripts.common import SYNTHETIC_MODELS, load_face_model
+  from scripts.common import load_face_model
   if path in SYNTHETIC_MODELS:
     model = load_face_model(path)
     return model.mean_shape, model.triangles

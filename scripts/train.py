@@ -189,7 +189,8 @@ def train(trainer, manager, raw, val, config, steps_per_epoch, total_steps, writ
   progress = Progress(total_steps, "steps", done=step, interval=10.0)
   critic_iter = None
   if config.gan:
-    critic_done = max(0, step - trainer.first_critic_step()) * config.critic_steps
+    first = trainer.schedule.first_render_step(training.CRITIC_MIN_LAMBDA)
+    critic_done = max(0, step - first) * config.critic_steps
     critic_iter = iter(critic_batches(strategy, raw, config, steps_per_epoch, critic_done))
   weights = None
   while step < total_steps:

@@ -55,3 +55,12 @@ def test_step_learning_rate_reads_the_trainer_step():
 def test_bad_schedules(steps, start):
   with pytest.raises(ValueError, match="schedule"):
     schedule.Schedule(steps, start)
+
+
+@pytest.mark.parametrize("epoch_steps,start,first", [(16, 0, 16), (1000, 0, 1000), (100, 1, 0),
+                                                     (100, 5, 0)])
+def test_first_render_step(epoch_steps, start, first):
+  s = schedule.Schedule(epoch_steps, start)
+  assert s.first_render_step(1e-5) == first
+  assert s.weights(first)[0] > 1e-5
+  assert first == 0 or s.weights(first - 1)[0] <= 1e-5
