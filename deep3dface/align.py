@@ -12,6 +12,7 @@ right, y down, unless a name says `_up` (Deep3D's y-up convention).
 
 import collections
 import dataclasses
+import os
 
 import numpy as np
 import PIL.Image
@@ -22,6 +23,7 @@ from deep3dface import constants
 
 RESAMPLE = {"bicubic": PIL.Image.BICUBIC, "bilinear": PIL.Image.BILINEAR}
 MIN_IMAGE_SIZE = 16  # pixels; smaller images cannot hold a detectable face
+MIN_LANDMARK_SPREAD = 2.0  # pixels; 5 points closer together than this fit no face
 
 
 class InputError(ValueError):
@@ -54,15 +56,34 @@ def load_image(path):
   return rgb
 
 
+def read_text_lines(path, what):
+  """The non-blank lines of a UTF-8 text file; InputError naming the file when it is missing,
+  unreadable, not a regular file, or binary."""
+  try:
+    if not os.path.isfile(path):
+      raise InputError(f"{path}: no such file" if not os.path.exists(path)
+                       else f"{path}: not a regular file")
+    with open(path, encoding="utf-8") as f:
+      return [line for line in f if line.strip()]
+  except UnicodeDecodeError:
+    raise InputError(f"{path}: not a UTF-8 text file ({what} are text)") from None
+  except OSError as e:
+    raise InputError(f"{path}: cannot read {what} ({e.strerror})") from None
+
+
 def load_landmarks_txt(path, count=5):
   """Reads Deep3D's landmark file: `count` lines of "x y" (pixels, y down) -> `[count, 2]`."""
-  try:
-    with open(path) as f:
-      lines = [line.split() for line in f if line.strip()]
-  except OSError as e:
-    raise InputError(f"{path}: cannot read landmarks ({e.strerror})") from None
+  lines = [line.split() for line in read_text_lines(path, "landmarks")]
+  if any("," in p for parts in lines for p in parts):
+    raise InputError(f"{path}: values are separated by commas; expected {count} lines of "
+                     "'x y' separated by spaces")
+  if lines and all(len(parts) == 1 for parts in lines):
+    raise InputError(f"{path}: one value per line ({len(lines)} lines); expected {count} lines "
+                     "of 'x y' (two numbers per line)")
   if len(lines) != count or any(len(parts) < 2 for parts in lines):
-    raise InputError(f"{path}: expected {count} lines of 'x y', got {len(lines)} lines")
+    fields = sorted({len(parts) for parts in lines})
+    raise InputError(f"{path}: expected {count} lines of 'x y', got {len(lines)} lines with "
+                     f"{'/'.join(map(str, fields)) or 'no'} values")
   try:
     points = np.array([[float(p[0]), float(p[1])] for p in lines], np.float64)
   except ValueError:
@@ -80,9 +101,17 @@ def standard_five_points(path=None):
   """
   if path is None:
     return np.array(constants.STANDARD_FIVE_POINTS, np.float64)
-  lm = scipy.io.loadmat(path).get("lm")
-  if lm is None or lm.shape != (68, 3):
+  try:
+    lm = scipy.io.loadmat(path).get("lm")
+  except FileNotFoundError:
+    raise InputError(f"{path}: no such file") from None
+  except (OSError, ValueError, TypeError, IndexError, EOFError, NotImplementedError,
+          scipy.io.matlab.MatReadError) as e:
+    raise InputError(f"{path}: not a readable .mat file ({str(e).splitlines()[0]})") from None
+  if lm is None or np.shape(lm) != (68, 3) or not np.issubdtype(np.asarray(lm).dtype, np.number):
     raise InputError(f"{path}: expected key 'lm' with shape [68, 3]")
+  if not np.all(np.isfinite(lm)):
+    raise InputError(f"{path}: key 'lm' contains NaN or infinity")
   groups = constants.STD_LANDMARK_GROUPS_1BASED
   return np.stack([lm[[i - 1 for i in g]].astype(np.float64).mean(0) for g in groups])
 
@@ -197,6 +226,10 @@ def align_image(image, points, standard=None, resample="bicubic",
   points = np.asarray(points, np.float64)
   if points.shape != (5, 2) or not np.all(np.isfinite(points)):
     raise ValueError(f"points must be finite with shape [5, 2], got {points.shape}")
+  spread = float(np.max(np.ptp(points, axis=0)))
+  if spread < MIN_LANDMARK_SPREAD:
+    raise ValueError(f"landmarks are degenerate: the 5 points span {spread:.2g} pixels "
+                     f"(at least {MIN_LANDMARK_SPREAD} needed)")
   standard = standard_five_points() if standard is None else np.asarray(standard, np.float64)
   h0, w0 = image.shape[:2]
   unit = constants.ALIGN_SCALE * crop_size / constants.IMAGE_SIZE

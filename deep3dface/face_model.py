@@ -95,6 +95,9 @@ class FaceModel(tf.Module):
     self.mean_tex = tf.constant(np.asarray(model.mean_tex).reshape(1, -1), tf.float32)
     self.tex_basis = tf.constant(np.asarray(model.tex_base), tf.float32)
     self.triangles = tf.constant(model.triangles, tf.int32)
+    # Deep3D's small face region (photometric mask): tri_mask2 indexes frontmask2_idx.
+    self.front_triangles = tf.constant(
+        np.asarray(model.front_mask_idx)[np.asarray(model.tri_mask2)], tf.int32)
     self.point_buf = tf.constant(model.point_buf, tf.int32)
     self.keypoints = tf.constant(model.keypoints, tf.int32)
     self.world_to_clip = posing.camera_matrix(near_clip, far_clip)
@@ -144,11 +147,17 @@ class FaceModel(tf.Module):
     """Forms the face of `[B, 257]` coefficients; returns a FaceOutput.
 
     Raises:
-      ValueError: a static shape other than `[B, 257]`.
-      tf.errors.InvalidArgumentError: NaN or infinite coefficients.
+      ValueError: a static shape other than `[B, 257]`; NaN or infinite coefficients (eager).
+      tf.errors.InvalidArgumentError: NaN or infinite coefficients inside a tf.function.
     """
-    coefficients = tf.debugging.check_numerics(_checked_coefficients(coefficients),
-                                               "face coefficients contain NaN or Inf")
+    coefficients = _checked_coefficients(coefficients)
+    if tf.executing_eagerly():
+      bad = np.flatnonzero(~np.all(np.isfinite(coefficients.numpy()), axis=-1))
+      if bad.size:
+        raise ValueError(f"face coefficients contain NaN or infinity (rows {bad.tolist()[:8]})")
+    else:
+      coefficients = tf.debugging.check_numerics(coefficients,
+                                                 "face coefficients contain NaN or Inf")
     return self._form_impl(coefficients) if self._use_ops else self._form(coefficients)
 
   def _form_impl(self, coefficients):

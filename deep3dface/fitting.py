@@ -3,11 +3,15 @@
     fitter = Fitter(face_model.FaceModel(model), skin_indices)
     result = fitter.fit(images, landmarks68, masks)          # or init=R-Net coefficients
 
-The objective is the one Deep3D trains its R-Net with (SPEC 2.10), minimised per
-image instead of learned: the masked photometric error of the lit render (per-pixel
-RGB distance, 0-255 scale), the 68-landmark error (x20 on the nose and the inner
-mouth), the coefficient prior, the skin-albedo variance and the monochrome-lighting
-prior. It works with any model in the BFM schema, including the synthetic one.
+The objective is the one Deep3D trains its R-Net with (SPEC 2.10; its losses.py and
+reconstruction_model.py), minimised per image instead of learned, with Deep3D's scales:
+the photometric error of the lit render (per-pixel RGB distance / 255, averaged over
+the rendered small face region `frontmask2_idx`/`tri_mask2` times the skin mask), the
+68-landmark error (x20 on the nose and the inner mouth), the coefficient prior, the
+skin-albedo variance and the monochrome-lighting prior (the mean over the 27 lighting
+coefficients of the squared deviation from their channel mean). Deep3D's FaceNet
+identity term (0.2) is left out: its weights are a licensed asset, and the fit must work
+without them. It works with any model in the BFM schema, including the synthetic one.
 
 Two stages: pose, identity and expression from the landmarks alone (no rendering,
 so it is cheap and lands the face where the photometric term has gradients), then
@@ -25,6 +29,7 @@ from deep3dface import constants, face_model as face_model_lib, posing
 SIZE = constants.IMAGE_SIZE
 # Deep3D's loss weights (SPEC 2.10).
 PHOTO_WEIGHT = 1.92
+PHOTO_SCALE = 255.0  # Deep3D's Photo_loss divides the RGB distance by 255
 LANDMARK_WEIGHT = 1.6e-3
 LANDMARK_BOOST = 20.0
 BOOSTED_LANDMARKS_1BASED = (29, 30, 31) + tuple(range(61, 69))  # nose ridge, inner mouth
@@ -67,6 +72,25 @@ def render_colors(clip_vertices, triangles, colors):
   return images, tf.squeeze(alpha, -1)
 
 
+def photo_term(rendered, images, mask):
+  """Deep3D's Photo_loss per image: 1.92 sum(|R - I|_2 / 255 * m) / max(sum(m), 1).
+
+  rendered, images: `[B, H, W, 3]` on [0, 255]; mask: `[B, H, W]` in [0, 1]. (The 1e-8
+  under the square root keeps the gradient finite where R = I.)
+  """
+  error = tf.sqrt(tf.reduce_sum(tf.square(rendered - images), -1) + 1e-8) / PHOTO_SCALE
+  return PHOTO_WEIGHT * (tf.reduce_sum(error * mask, [1, 2]) /
+                         tf.maximum(tf.reduce_sum(mask, [1, 2]), 1.0))
+
+
+def gamma_term(gamma):
+  """Deep3D's Gamma_loss per image: 10 mean over the [3, 9] lighting of the squared
+  deviation from the mean of the 3 channels; gamma `[B, 27]` (R, G, B blocks of 9)."""
+  gamma = tf.reshape(gamma, [-1, 3, 9])
+  deviation = gamma - tf.reduce_mean(gamma, axis=1, keepdims=True)
+  return GAMMA_WEIGHT * tf.reduce_mean(tf.square(deviation), [1, 2])
+
+
 class Fitter:
   """Fits Deep3D coefficients to aligned 224 x 224 crops.
 
@@ -81,6 +105,7 @@ class Fitter:
     self.config = config or FitConfig()
     self.skin_indices = tf.constant(np.asarray(skin_indices, np.int32))
     self.weights = landmark_weights()
+    self.front_triangles = face_model.front_triangles
     # Stage 1 forms only the 68 keypoints: their rows of the mean and the shape basis.
     rows = (np.asarray(face_model.keypoints)[:, None] * 3 + np.arange(3)).reshape(-1)
     self.keypoint_mean = tf.gather(face_model.mean_shape, rows, axis=1)
@@ -97,9 +122,7 @@ class Fitter:
     reg = REG_WEIGHT * (tf.reduce_sum(tf.square(c.identity), -1) +
                         EXP_REG * tf.reduce_sum(tf.square(c.expression), -1) +
                         TEX_REG * tf.reduce_sum(tf.square(c.albedo), -1))
-    gamma = tf.reshape(c.gamma, [-1, 3, 9])
-    mono = GAMMA_WEIGHT * tf.reduce_sum(tf.math.reduce_variance(gamma, axis=1), -1)
-    return reg, mono
+    return reg, gamma_term(c.gamma)
 
   def _reflectance(self, face):
     if self.skin_indices.shape[0] == 0:
@@ -107,21 +130,24 @@ class Fitter:
     skin = tf.gather(face.albedo, self.skin_indices, axis=1) / 255.0
     return REFLECTANCE_WEIGHT * tf.reduce_sum(tf.math.reduce_variance(skin, axis=1), -1)
 
-  def _photo(self, face, images, masks):
-    rendered, coverage = render_colors(face.clip_vertices, self.face_model.triangles,
-                                       face.colors)
-    weight = coverage * masks
-    error = tf.sqrt(tf.reduce_sum(tf.square(rendered - images), -1) + 1e-8)
-    return PHOTO_WEIGHT * tf.math.divide_no_nan(tf.reduce_sum(error * weight, [1, 2]),
-                                                tf.reduce_sum(weight, [1, 2]))
+  def photo_mask(self, face, skin_masks):
+    """Deep3D's photometric mask `[B, 224, 224]`: the rendered coverage of the small face
+    region (frontmask2_idx / tri_mask2) times the skin mask."""
+    raster = renderer.rasterize(tf.stop_gradient(face.clip_vertices), self.front_triangles,
+                                SIZE, SIZE)
+    return tf.reverse(tf.cast(raster.triangle_ids >= 0, tf.float32), axis=[1]) * skin_masks
+
+  def _photo(self, face, images, skin_masks):
+    rendered, _ = render_colors(face.clip_vertices, self.face_model.triangles, face.colors)
+    return photo_term(rendered, images, self.photo_mask(face, skin_masks))
 
   def terms(self, coeff, images, masks, targets):
     """Per-image loss terms `{name: [B]}` of coefficients `[B, 257]`."""
     face = self.face_model(coeff)
-    reg, mono = self._prior(coeff)
+    reg, gamma = self._prior(coeff)
     return {"photo": self._photo(face, images, masks),
             "landmark": self._landmark_loss(face.landmarks, targets),
-            "reg": reg, "gamma": mono, "reflectance": self._reflectance(face)}
+            "reg": reg, "gamma": gamma, "reflectance": self._reflectance(face)}
 
   def _adam(self, state, grad):
     """One Adam step (0.9, 0.999, 1e-8) on state = (coeff, m, v, t) variables."""
@@ -163,14 +189,15 @@ class Fitter:
     Args:
       images: `[B, 224, 224, 3]` RGB in [0, 255] (aligned crops).
       landmarks68: `[B, 68, 2]` (x, row) pixels in the crop (dlib's 68-point layout).
-      masks: optional `[B, 224, 224]` {0, 1} skin/visibility masks (default: all ones).
+      masks: optional `[B, 224, 224]` {0, 1} skin masks (default: all ones); the photometric
+        term sees them times the rendered small face region, as Deep3D.
       init: optional `[B, 257]` start (e.g. R-Net's coefficients); default zeros.
 
     Returns:
       (coefficients float32 `[B, 257]` numpy, final per-image terms {name: `[B]` numpy}).
 
     Raises:
-      ValueError: shapes, a value range, or NaN/inf in the inputs.
+      ValueError: shapes, a value range, or NaN/inf in the inputs; a diverged fit.
     """
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or images.shape[1:] != (SIZE, SIZE, 3):
@@ -200,13 +227,16 @@ class Fitter:
     for name in ("identity", "expression", "angles", "translation"):
       free[constants.COEFF_SLICES[name]] = 1.0
     images_t, masks_t = tf.constant(images), tf.constant(masks)
-    for stage, steps in ((0, self.config.landmark_steps), (1, self.config.photo_steps)):
-      state = (coeff, tf.Variable(tf.zeros_like(start)), tf.Variable(tf.zeros_like(start)),
-               tf.Variable(0.0))
-      for _ in range(steps):
-        if stage == 0:
-          self._landmark_step(state, targets, tf.constant(free))
-        else:
-          self._photo_step(state, images_t, masks_t, targets)
-    final = self.terms(coeff, images_t, masks_t, targets)
+    try:
+      for stage, steps in ((0, self.config.landmark_steps), (1, self.config.photo_steps)):
+        state = (coeff, tf.Variable(tf.zeros_like(start)), tf.Variable(tf.zeros_like(start)),
+                 tf.Variable(0.0))
+        for _ in range(steps):
+          if stage == 0:
+            self._landmark_step(state, targets, tf.constant(free))
+          else:
+            self._photo_step(state, images_t, masks_t, targets)
+      final = self.terms(coeff, images_t, masks_t, targets)
+    except tf.errors.InvalidArgumentError:  # check_numerics in the traced face formation
+      raise ValueError("the fit diverged: the coefficients became NaN or infinite") from None
     return coeff.numpy(), {k: v.numpy() for k, v in final.items()}

@@ -9,38 +9,72 @@ coarse 3DMM texture and the GCN-refined one, and the files people use (scripts/r
 import dataclasses
 import json
 import os
+import time
 
 import numpy as np
 import PIL.Image
 import scipy.ndimage
 import tensorflow as tf
 
-from deep3dface import face_model as face_model_lib, fitting, landmarks, rnet as rnet_lib
-from gcn_face import atomic_file, mesh_io, prepare, refinement as refinement_lib
+import renderer
+from deep3dface import face_model as face_model_lib, fitting, landmarks, posing, rnet as rnet_lib
+from gcn_face import (atomic_file, mesh_io, metrics, panels, photo_refinement, prepare,
+                      refinement as refinement_lib, skin_mask, symmetry)
+from gcn_face.identity import encoder as identity_encoder
 
+SIZE = fitting.SIZE
 RESULT_FILE = "result.json"  # written last: its presence marks a finished face
 BACKGROUND = 255.0  # renders in the strip are shown on white
 
 
 @dataclasses.dataclass
 class Face:
-  """One reconstructed face. Colours on [0, 255]; shapes canonical (un-posed), dm."""
+  """One reconstructed face. Colours on [0, 255]; shapes canonical (un-posed), dm; images
+  224 x 224 aligned with the crop; textures per vertex `[N, 3]` by name ("coarse", "fine" from
+  the GCN, "refined" by per-photo refinement), each with its lit render and lit vertex
+  colours."""
   name: str
   photo: np.ndarray  # uint8 [H0, W0, 3]
   transform: object  # deep3dface.align.AlignTransform
   crop: np.ndarray  # uint8 [224, 224, 3]
-  mask: np.ndarray  # bool [224, 224]
+  mask: np.ndarray  # bool [224, 224], the segmenter's skin mask
+  holdout: np.ndarray  # bool [224, 224], skin pixels no loss saw
   landmarks68: np.ndarray  # [68, 2] crop (x, row)
   coeff: np.ndarray  # float32 [257]
   source: str  # "rnet", "fit" or "rnet+fit"
   shape: np.ndarray  # [N, 3]
   normals: np.ndarray  # [N, 3]
-  coarse_albedo: np.ndarray  # [N, 3]
-  fine_albedo: np.ndarray  # [N, 3] or None without a trained GCN
-  coarse_render: np.ndarray  # lit, [224, 224, 3]
-  fine_render: np.ndarray  # lit, [224, 224, 3] or None
+  clip_vertices: np.ndarray  # [N, 4], the crop's clip space
+  albedos: dict  # name -> [N, 3]
+  renders: dict  # name -> lit [224, 224, 3]
+  colors: dict  # name -> lit per-vertex colours [N, 3]
   alpha: np.ndarray  # render coverage [224, 224]
+  overlay_weights: np.ndarray  # [N] opacity in overlay.png: the small face region, soft edge
   fit_terms: dict
+  refine_terms: dict
+  seconds: dict
+
+  @property
+  def best(self):
+    """The most refined texture's name."""
+    return next(n for n in TEXTURES[::-1] if n in self.albedos)
+
+  @property
+  def region(self):
+    """bool [224, 224]: where the texture is evaluated (rounded coverage x skin mask)."""
+    return (np.round(self.alpha) > 0) & self.mask
+
+  def l1(self):
+    """{texture: {"region": masked L1, "heldout": L1 on the held-out pixels}} (0-255 levels,
+    gcn_face.metrics.masked_l1) of the lit renders against the crop."""
+    crop = self.crop.astype(np.float64)
+    heldout = self.region & self.holdout
+    return {n: {"region": metrics.masked_l1(r, crop, self.region),
+                "heldout": metrics.masked_l1(r, crop, heldout)}
+            for n, r in self.renders.items()}
+
+
+TEXTURES = ("coarse", "fine", "refined")
 
 
 class Reconstructor:
@@ -56,10 +90,17 @@ class Reconstructor:
     segmenter: skin-mask segmenter of gcn_face.skin_mask (the fitting's photometric mask and
       the GCN's input mask).
     all_faces: reconstruct_all returns every detected face (else the largest only).
+    refine_config: gcn_face.photo_refinement.RefineConfig; steps > 0 refines each face on its
+      photo (from the GCN's texture when there is a GCN, else from the 3DMM's).
+    holdout_fraction, holdout_seed: the skin pixels no loss sees
+      (`photo_refinement.holdout_mask`; 0 to use them all).
+    encoder: identity encoder of the refinement's L_id (default: the GCN's, else dlib's).
   """
 
   def __init__(self, model, rnet=None, refinement=None, fit=False, fit_config=None,
-               segmenter="landmarks_colour", all_faces=False):
+               segmenter="landmarks_colour", all_faces=False, refine_config=None,
+               holdout_fraction=photo_refinement.HOLDOUT_FRACTION, holdout_seed=0,
+               encoder=None):
     self.face_model = (refinement.face_model if refinement is not None
                        else face_model_lib.FaceModel(model))
     self.triangles = np.asarray(model.triangles)
@@ -71,6 +112,20 @@ class Reconstructor:
     self.fitter = None
     if fit or rnet is None:
       self.fitter = fitting.Fitter(self.face_model, refinement_lib.skin_indices(model), fit_config)
+    self.holdout_fraction, self.holdout_seed = holdout_fraction, holdout_seed
+    front = np.zeros(model.num_vertices)
+    front[np.asarray(model.front_mask_idx)] = 1.0
+    self.overlay_weights = photo_refinement.smooth_vertex_weights(front, self.triangles,
+                                                                  OVERLAY_FEATHER)
+    self.photo_refiner = None
+    config = refine_config or photo_refinement.RefineConfig(steps=0)
+    if config.steps > 0:
+      if encoder is None and config.identity > 0:
+        encoder = (refinement.encoder if refinement is not None
+                   else identity_encoder.load_encoder("dlib"))
+      pairs = (refinement.symmetric_pairs.numpy() if refinement is not None
+               else symmetry.mirror_pairs(self.face_model.mean_shape.numpy().reshape(-1, 3)))
+      self.photo_refiner = photo_refinement.PhotoRefiner(self.face_model, pairs, encoder, config)
 
   def coefficients(self, crop, landmarks68, mask):
     """(coeff [257], source, fit terms) of one aligned crop."""
@@ -91,7 +146,8 @@ class Reconstructor:
     Raises:
       gcn_face.prepare.PrepareError: unreadable photo, no face, unusable landmarks.
     """
-    return self._reconstruct(self.preparer.from_photo(path, keep_photo=True), path, name)
+    return self._reconstruct(self.preparer.from_photo(path, keep_photo=True), path,
+                             name or path)
 
   def reconstruct_all(self, path, name=None):
     """Every face of a photo (largest first; the largest only without all_faces) as a list
@@ -101,32 +157,80 @@ class Reconstructor:
             for i, face in enumerate(self.preparer.all_from_photo(path, keep_photo=True))]
 
   def _reconstruct(self, face, path, name):
+    clock = time.monotonic()
     crop, mask, lm68 = face["image"], face["mask"], face["landmarks68"]
-    coeff, source, terms = self.coefficients(crop, lm68, mask)
+    holdout = photo_refinement.holdout_mask(mask, name, self.holdout_seed,
+                                            self.holdout_fraction)
+    seen = (mask & ~holdout).astype(np.float32)  # every loss and the GCN's input mask
+    photo = photo_refinement.fill_holdout(crop, holdout)  # all that sees the crop sees this
+    coeff, source, terms = self.coefficients(photo, lm68, seen)
     if not np.all(np.isfinite(coeff)):
       raise prepare.PrepareError(f"{path}: the coefficients are not finite")
-    t = self._textures(crop[None].astype(np.float32), mask[None].astype(np.float32),
-                       tf.constant(coeff[None]), face["landmarks"][None].astype(np.float32))
-    t = {k: v[0].numpy() for k, v in t.items()}
-    return Face(name=name or path, photo=face["photo"], transform=face["transform"], crop=crop,
-                mask=mask, landmarks68=lm68, coeff=coeff, source=source,
-                shape=t["shape"], normals=t["normals"], coarse_albedo=t["coarse_albedo"],
-                fine_albedo=t.get("fine_albedo"), coarse_render=t["coarse_render"],
-                fine_render=t.get("fine_render"), alpha=t["alpha"], fit_terms=terms)
+    seconds = {"coefficients": time.monotonic() - clock}
+    t = self._textures(photo[None].astype(np.float32), seen[None], tf.constant(coeff[None]),
+                       face["landmarks"][None].astype(np.float32))
+    t = {k: v.numpy() for k, v in t.items()}
+    albedos = {"coarse": t["coarse_albedo"][0]}
+    renders = {"coarse": t["coarse_render"][0]}
+    colors = {"coarse": t["coarse_colors"][0]}
+    if "fine_albedo" in t:
+      albedos["fine"], renders["fine"] = t["fine_albedo"][0], t["fine_render"][0]
+      colors["fine"] = t["fine_colors"][0]
+    seconds["textures"] = time.monotonic() - clock - seconds["coefficients"]
+    refine_terms = {}
+    if self.photo_refiner is not None:
+      start = albedos["fine" if "fine" in albedos else "coarse"]
+      face_pixels = refinement_pixels(mask, lm68, t["alpha"][0])
+      refined, refine_terms = self.photo_refiner.refine(
+          refinement_lib.to_unit(start[None]),
+          refinement_lib.to_unit(np.clip(albedos["coarse"], 0, 255)[None]), coeff[None],
+          photo[None].astype(np.float32), (face_pixels & ~holdout)[None].astype(np.float32),
+          face_pixels[None].astype(np.float32), face["landmarks"][None].astype(np.float32))
+      lit = self._lit(tf.constant(refined), tf.constant(coeff[None]))
+      albedos["refined"] = refinement_lib.to_255(refined)[0]
+      renders["refined"], colors["refined"] = lit[0].numpy()[0], lit[1].numpy()[0]
+      seconds["refine"] = time.monotonic() - clock - sum(seconds.values())
+    seconds["total"] = time.monotonic() - clock
+    return Face(name=name, photo=face["photo"], transform=face["transform"], crop=crop,
+                mask=mask, holdout=holdout, landmarks68=lm68, coeff=coeff, source=source,
+                shape=t["shape"][0], normals=t["normals"][0],
+                clip_vertices=t["clip_vertices"][0], albedos=albedos, renders=renders,
+                colors=colors, alpha=t["alpha"][0], overlay_weights=self.overlay_weights,
+                fit_terms=terms,
+                refine_terms=refine_terms, seconds=seconds)
+
+  def _shading(self, formed, coeff):
+    gamma = face_model_lib.split_coefficients(coeff).gamma
+    return posing.illuminate(tf.ones_like(formed.normals), formed.normals, gamma)
+
+  def _lit(self, albedo_unit, coeff):
+    """(lit render [1, 224, 224, 3], lit vertex colours [1, N, 3]) on [0, 255] of an albedo
+    on [-1, 1]."""
+    formed = self.face_model(coeff)
+    colors = refinement_lib.to_255(refinement_lib.lit_colors(albedo_unit,
+                                                             self._shading(formed, coeff)))
+    rendered, _ = refinement_lib.render(formed.clip_vertices, self.face_model.triangles, colors)
+    return rendered, colors
 
   def _textures_impl(self, image, mask, coeff, landmarks):
-    """Canonical shape and normals, coarse (and fine) albedo and lit renders of `[1, ...]`."""
+    """Shape, normals, clip-space vertices, coarse (and fine) albedo, lit vertex colours and
+    renders of `[1, ...]`."""
     formed = self.face_model(coeff)
     shape = formed.shape
+    coarse_unit = refinement_lib.to_unit(tf.clip_by_value(formed.albedo, 0.0, 255.0))
+    shading = self._shading(formed, coeff)
+    coarse_colors = refinement_lib.to_255(refinement_lib.lit_colors(coarse_unit, shading))
     coarse_render, alpha = refinement_lib.render(formed.clip_vertices, self.face_model.triangles,
-                                                 formed.colors)
+                                                 coarse_colors)
     out = {"shape": shape, "normals": self.face_model.vertex_normals(shape),
-           "coarse_albedo": formed.albedo, "coarse_render": coarse_render, "alpha": alpha}
+           "clip_vertices": formed.clip_vertices, "coarse_albedo": formed.albedo,
+           "coarse_colors": coarse_colors, "coarse_render": coarse_render, "alpha": alpha}
     if self.refinement is not None:
       fine = self.refinement({"image": image, "mask": mask, "coeff": coeff,
                               "landmarks": landmarks})
       out["fine_albedo"] = refinement_lib.to_255(fine["fine_albedo"])
       out["fine_render"] = refinement_lib.to_255(fine["render_fine"])
+      out["fine_colors"] = refinement_lib.to_255(fine["fine_colors"])
     return out
 
 
@@ -136,28 +240,94 @@ def composite(render, alpha, background):
   return np.clip(render, 0, 255) * a + background * (1.0 - a)
 
 
-def paste_back(photo, crop_rgb, crop_alpha, transform):
-  """Blends a crop-space image `[224, 224, 3]` with its alpha into the original photo at full
-  resolution (bilinear through the alignment's exact inverse); uint8 `[H0, W0, 3]`."""
-  size = crop_alpha.shape[0]
-  corners = transform.to_original(np.array([[-0.5, -0.5], [size - 0.5, size - 0.5]]))
-  h0, w0 = photo.shape[:2]
-  x0, y0 = np.maximum(np.floor(corners[0]).astype(int), 0)
-  x1, y1 = np.minimum(np.ceil(corners[1]).astype(int) + 1, [w0, h0])
-  out = photo.astype(np.float64)
+OVERLAY_FEATHER = 3  # vertex rings over which overlay.png fades out at the face region's edge
+
+
+def refinement_pixels(mask, landmarks68, alpha):
+  """bool `[224, 224]`: the face pixels of the refinement: the skin and the eyes, brows and
+  mouth (face parts, not occluders) where the face is rendered (the pixel loss sees them
+  without the held-out ones)."""
+  return (mask | skin_mask.feature_mask(mask.shape, landmarks68)) & (alpha > 0.5)
+
+
+def photo_clip_vertices(clip_vertices, transform, box):
+  """The crop's clip-space vertices `[N, 4]` -> clip space of the photo's pixel box
+  (x0, y0, x1, y1) (exclusive ends): exact, since the alignment is a per-axis scale and shift
+  of pixel coordinates, affine in normalised device coordinates and so linear in clip space."""
+  half = SIZE / 2.0
+  ratio = np.array(transform.resized_size, np.float64) / np.array(transform.original_size)
+  scale = 1.0 / ratio  # photo pixels per crop pixel, per axis
+  shift = (np.array(transform.offset, np.float64) + 0.5) / ratio - 0.5
+  x0, y0, x1, y1 = box
+  width, height = x1 - x0, y1 - y0
+  # crop col = (ndc_x + 1) 112 - 0.5, crop row = (1 - ndc_y) 112 - 0.5 (pixel centres)
+  ax = 2.0 * half * scale[0] / width
+  bx = 2.0 * (scale[0] * (half - 0.5) + shift[0] - x0 + 0.5) / width - 1.0
+  ay = 2.0 * half * scale[1] / height
+  by = 1.0 - 2.0 * (scale[1] * (half - 0.5) + shift[1] - y0 + 0.5) / height
+  x, y, z, w = np.moveaxis(np.asarray(clip_vertices, np.float64), -1, 0)
+  return np.stack([ax * x + bx * w, ay * y + by * w, z, w], -1).astype(np.float32)
+
+
+def photo_box(clip_vertices, transform):
+  """(x0, y0, x1, y1): the photo pixels the face's projection covers (clamped to the photo)."""
+  ndc = clip_vertices[:, :2] / clip_vertices[:, 3:4]
+  crop = np.stack([(ndc[:, 0] + 1.0) * SIZE / 2 - 0.5, (1.0 - ndc[:, 1]) * SIZE / 2 - 0.5], -1)
+  points = transform.to_original(crop)
+  w0, h0 = transform.original_size
+  x0, y0 = np.maximum(np.floor(points.min(0)).astype(int) - 1, 0)
+  x1, y1 = np.minimum(np.ceil(points.max(0)).astype(int) + 2, [w0, h0])
+  return int(x0), int(y0), int(x1), int(y1)
+
+
+def render_in_photo(face, colors, triangles, weights=None, outline=None, feather=0.0):
+  """The lit render of per-vertex colours `[N, 3]` (0-255) over the photo at the photo's own
+  resolution (rasterized there, not resized), with per-vertex opacity `weights` `[N]` (default
+  1: the whole mesh), inside a photo-pixel polygon `outline` `[P, 2]` (default: everywhere)
+  whose edge is blurred by `feather` pixels; uint8 `[H0, W0, 3]`."""
+  x0, y0, x1, y1 = photo_box(face.clip_vertices, face.transform)
+  out = face.photo.copy()
   if x1 <= x0 or y1 <= y0:
-    return photo.copy()
-  ys, xs = np.mgrid[y0:y1, x0:x1]
-  crop_xy = transform.to_crop(np.stack([xs, ys], -1).astype(np.float64))
-  coords = [crop_xy[..., 1], crop_xy[..., 0]]
-  alpha = scipy.ndimage.map_coordinates(crop_alpha.astype(np.float64), coords, order=1,
-                                        mode="constant", cval=0.0)
-  rgb = np.stack([scipy.ndimage.map_coordinates(crop_rgb[..., c].astype(np.float64), coords,
-                                                order=1, mode="constant", cval=0.0)
-                  for c in range(3)], -1)
-  region = out[y0:y1, x0:x1]
-  out[y0:y1, x0:x1] = composite(rgb, alpha, region)
-  return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    return out
+  clip = photo_clip_vertices(face.clip_vertices, face.transform, (x0, y0, x1, y1))
+  triangles = tf.constant(np.asarray(triangles, np.int32))
+  raster = renderer.rasterize(tf.constant(clip[None]), triangles, x1 - x0, y1 - y0)
+  opacity = np.ones(len(colors)) if weights is None else np.asarray(weights, np.float64)
+  attributes = np.concatenate([colors, opacity[:, None]], -1)[None]
+  image = renderer.interpolate(tf.constant(attributes, tf.float32), triangles,
+                               raster.triangle_ids, raster.barycentrics).numpy()[0, ::-1]
+  region = out[y0:y1, x0:x1].astype(np.float64)
+  alpha = image[..., 3]
+  if outline is not None:
+    alpha = alpha * _feathered(outline - np.array([x0, y0]), alpha.shape, feather)
+  out[y0:y1, x0:x1] = np.clip(np.round(composite(image[..., :3], alpha, region)), 0,
+                              255).astype(np.uint8)
+  return out
+
+
+def _feathered(polygon, shape, sigma):
+  """float `[H, W]` in [0, 1]: a polygon's inside, its edge blurred by `sigma` pixels."""
+  inside = skin_mask.polygon_mask(shape, polygon).astype(np.float64)
+  return scipy.ndimage.gaussian_filter(inside, sigma) if sigma > 0 else inside
+
+
+def overlay(face, triangles):
+  """overlay.png: the most refined texture's render over the photo at its resolution, where
+  the photo shows the face: the small face region of the mesh (soft edge) within the
+  landmarks' face outline (jaw and forehead, feathered by a crop pixel): the mesh's margin
+  beyond the jaw is not pasted onto the neck."""
+  scale = face.transform.original_size[0] / face.transform.resized_size[0]
+  outline = face.transform.to_original(skin_mask.face_outline(face.landmarks68))
+  return render_in_photo(face, face.colors[face.best], triangles, face.overlay_weights,
+                         outline, feather=scale)
+
+
+def to_crop(image, transform):
+  """A photo-sized image `[H0, W0, 3]` cut to the aligned crop as align_image cuts the photo
+  (resize, then the crop box): uint8 `[224, 224, 3]`."""
+  left, top = transform.offset
+  resized = PIL.Image.fromarray(image).resize(tuple(transform.resized_size), PIL.Image.BICUBIC)
+  return np.asarray(resized.crop((left, top, left + SIZE, top + SIZE)))
 
 
 def _save_png(path, image):
@@ -165,49 +335,101 @@ def _save_png(path, image):
     PIL.Image.fromarray(np.clip(np.round(image), 0, 255).astype(np.uint8)).save(tmp, "PNG")
 
 
-def write_outputs(face, directory, triangles):
-  """Writes one face's files into `directory`; returns their names.
+LABELS = {"coarse": "coarse (3DMM)", "fine": "fine (GCN)", "refined": "refined (per photo)"}
 
-  crop.png, coeff.npy, coarse.obj / fine.obj (canonical shape in dm, per-vertex albedo as
-  integers 0-255 and normals: the original release's format), mesh.ply (the finest texture),
-  strip.png (input | coarse render | fine render | overlay) and overlay.png (the overlay
-  pasted back onto the photo at full resolution); result.json last.
+
+def write_outputs(face, directory, triangles):
+  """Writes one face's files into `directory`; returns result.json's content.
+
+  crop.png; coeff.npy; coarse.obj, fine.obj (the GCN's), refined.obj (per-photo refinement):
+  canonical shape in dm, per-vertex albedo as integers 0-255 and normals (the original
+  release's format); mesh.ply (the most refined texture); 224 x 224 and aligned with the
+  crop: skin_mask.png (the evaluated region: rounded coverage x skin mask), holdout_mask.png
+  (the held-out pixels of that region), render_<texture>.png (lit, black where there is no
+  face); strip.png (labelled: photo | each texture | overlay); overlay.png (the most refined
+  texture rendered over the photo at the photo's resolution); result.json last (per texture
+  the masked L1 on the region and on the held-out pixels, seconds).
   """
   os.makedirs(directory, exist_ok=True)
 
   def join(name):
     return os.path.join(directory, name)
 
-  written = ["crop.png", "coeff.npy", "coarse.obj", "mesh.ply", "strip.png", "overlay.png"]
+  written = ["crop.png", "coeff.npy", "mesh.ply", "skin_mask.png", "holdout_mask.png",
+             "strip.png", "overlay.png"]
   _save_png(join("crop.png"), face.crop)
   with atomic_file.atomic_path(join("coeff.npy")) as tmp:
     with open(tmp, "wb") as f:
       np.save(f, face.coeff)
-
-  def obj_colors(albedo):
-    return np.clip(np.round(albedo), 0, 255).astype(np.int64)
-
-  mesh_io.write_obj(join("coarse.obj"), face.shape, triangles, obj_colors(face.coarse_albedo),
-                    face.normals)
-  best_albedo, best_render = face.coarse_albedo, face.coarse_render
-  if face.fine_albedo is not None:
-    mesh_io.write_obj(join("fine.obj"), face.shape, triangles, obj_colors(face.fine_albedo),
-                      face.normals)
-    written.append("fine.obj")
-    best_albedo, best_render = face.fine_albedo, face.fine_render
-  mesh_io.write_ply(join("mesh.ply"), face.shape, triangles, best_albedo, face.normals)
-  white = np.full_like(face.crop, BACKGROUND, dtype=np.float64)
-  overlay = composite(best_render, face.alpha * face.mask, face.crop.astype(np.float64))
-  panels = [face.crop.astype(np.float64), composite(face.coarse_render, face.alpha, white),
-            composite(face.fine_render, face.alpha, white) if face.fine_render is not None
-            else white, overlay]
-  _save_png(join("strip.png"), np.concatenate(panels, axis=1))
-  _save_png(join("overlay.png"), paste_back(face.photo, best_render, face.alpha * face.mask,
-                                            face.transform))
+  for name, albedo in face.albedos.items():
+    mesh_io.write_obj(join(f"{name}.obj"), face.shape, triangles,
+                      np.clip(np.round(albedo), 0, 255).astype(np.int64), face.normals)
+    _save_png(join(f"render_{name}.png"), composite(face.renders[name], face.alpha, 0.0))
+    written += [f"{name}.obj", f"render_{name}.png"]
+  best = face.best
+  mesh_io.write_ply(join("mesh.ply"), face.shape, triangles, face.albedos[best], face.normals)
+  _save_png(join("skin_mask.png"), face.region * 255.0)
+  _save_png(join("holdout_mask.png"), (face.region & face.holdout) * 255.0)
+  white = np.full(face.crop.shape, BACKGROUND)
+  pasted = overlay(face, triangles)
+  strip = ([face.crop] + [composite(face.renders[n], face.alpha, white) for n in face.albedos] +
+           [to_crop(pasted, face.transform)])
+  labels = ["photo"] + [LABELS[n] for n in face.albedos] + ["overlay"]
+  _save_png(join("strip.png"), panels.labelled_strip(strip, labels))
+  _save_png(join("overlay.png"), pasted)
   result = {"name": face.name, "coefficients": face.source, "fit_terms": face.fit_terms,
-            "refined": face.fine_albedo is not None, "files": sorted(written),
-            "original_size": list(face.transform.original_size),
+            "refined": "fine" in face.albedos, "refined_per_photo": "refined" in face.albedos,
+            "textures": list(face.albedos), "l1": face.l1(),
+            "heldout_pixels": int((face.region & face.holdout).sum()),
+            "region_pixels": int(face.region.sum()), "refine_terms": face.refine_terms,
+            "seconds": {k: round(v, 3) for k, v in face.seconds.items()},
+            "files": sorted(written), "original_size": list(face.transform.original_size),
             "deep3d_align_params": [float(v) for v in face.transform.deep3d_params]}
   with atomic_file.atomic_path(join(RESULT_FILE)) as tmp, open(tmp, "w") as f:
     json.dump(result, f, indent=1)
   return result
+
+
+def write_summary(output_dir, names):
+  """summary.md and summary.csv in `output_dir`: per face (the folders `names` with a
+  result.json) each texture's masked L1 on the evaluated region and on the held-out pixels,
+  and the seconds; the means and how often each texture beats the coarse one. Returns the
+  markdown table's lines."""
+  results = []
+  for name in names:
+    path = os.path.join(output_dir, name, RESULT_FILE)
+    if os.path.isfile(path):
+      with open(path) as f:
+        results.append(json.load(f))
+  textures = [t for t in TEXTURES if any(t in r.get("l1", {}) for r in results)]
+  columns = ([f"{t} L1" for t in textures] + [f"{t} held-out L1" for t in textures] +
+             ["seconds"])
+  rows = []
+  for r in results:
+    l1 = r.get("l1", {})
+    rows.append([r["name"]] + [l1.get(t, {}).get("region", float("nan")) for t in textures] +
+                [l1.get(t, {}).get("heldout", float("nan")) for t in textures] +
+                [r.get("seconds", {}).get("total", float("nan"))])
+  values = np.array([row[1:] for row in rows], np.float64).reshape(len(rows), len(columns))
+  lines = ["| photo | " + " | ".join(columns) + " |", "|" + " --- |" * (len(columns) + 1)]
+  lines += [f"| {row[0]} | " + " | ".join(f"{v:.2f}" for v in row[1:]) + " |" for row in rows]
+  if rows:
+    lines.append("| **mean** | " + " | ".join(f"**{v:.2f}**" for v in np.nanmean(values, 0))
+                 + " |")
+  notes = []
+  for kind, offset in (("region", 0), ("held-out", len(textures))):
+    for i, t in enumerate(textures[1:], 1):
+      wins = int(np.sum(values[:, offset + i] <= values[:, offset]))
+      notes.append(f"{t} <= coarse ({kind} L1) on {wins} of {len(rows)} faces")
+  text = ["# Reconstructions: masked L1 of the lit renders (0-255 levels)", "",
+          "Region: rounded render coverage x skin mask (skin_mask.png); held-out: its pixels "
+          "that no loss saw (holdout_mask.png).", ""] + lines + [""] + [f"- {n}" for n in notes]
+  with atomic_file.atomic_path(os.path.join(output_dir, "summary.md")) as tmp, \
+       open(tmp, "w") as f:
+    f.write("\n".join(text) + "\n")
+  with atomic_file.atomic_path(os.path.join(output_dir, "summary.csv")) as tmp, \
+       open(tmp, "w") as f:
+    f.write(",".join(["photo"] + columns) + "\n")
+    for row in rows:
+      f.write(",".join([row[0]] + [f"{v:.4f}" for v in row[1:]]) + "\n")
+  return lines + notes

@@ -39,18 +39,37 @@ def _polygon_mask(shape, polygons, grow=0):
   return np.asarray(image) > 0
 
 
+def _feature_polygons(landmarks68):
+  """(eye, brow and mouth polygons, how much to grow them in pixels)."""
+  lm = np.asarray(landmarks68, np.float64)
+  size = np.linalg.norm(lm[45] - lm[36])  # outer eye corners
+  return [lm[list(g)] for g in EYES + BROWS] + [lm[list(MOUTH)]], max(2, 0.08 * size)
+
+
+def feature_mask(shape, landmarks68):
+  """bool `[H, W]`: the eyes, brows and mouth (the face parts the skin mask leaves out, the
+  release's face labels keep: not occluders)."""
+  polygons, grow = _feature_polygons(landmarks68)
+  return _polygon_mask(shape, polygons, grow=grow)
+
+
+def face_outline(landmarks68):
+  """`[27, 2]` polygon of the face: the jaw (0-16) and the brows lifted towards the hairline."""
+  lm = np.asarray(landmarks68, np.float64)
+  brow_points = lm[17:27]
+  lift = FOREHEAD_LIFT * (lm[8, 1] - brow_points[:, 1].mean())
+  return np.concatenate([lm[list(JAW)], brow_points[::-1] - np.array([0.0, lift])])
+
+
+def polygon_mask(shape, polygon):
+  """bool `[H, W]`: the pixels inside a polygon `[P, 2]` (x, y)."""
+  return _polygon_mask(shape, [polygon])
+
+
 def face_region(shape, landmarks68):
   """bool `[H, W]`: the landmark face area without eyes, brows and mouth."""
-  lm = np.asarray(landmarks68, np.float64)
-  chin = lm[8]
-  brow_points = lm[17:27]
-  lift = FOREHEAD_LIFT * (chin[1] - brow_points[:, 1].mean())
-  top = brow_points[::-1] - np.array([0.0, lift])
-  outline = np.concatenate([lm[list(JAW)], top])
-  size = np.linalg.norm(lm[45] - lm[36])  # outer eye corners
-  holes = _polygon_mask(shape, [lm[list(g)] for g in EYES + BROWS] + [lm[list(MOUTH)]],
-                        grow=max(2, 0.08 * size))
-  return _polygon_mask(shape, [outline]) & ~holes
+  return (_polygon_mask(shape, [face_outline(landmarks68)]) &
+          ~feature_mask(shape, landmarks68))
 
 
 def _chroma(image):

@@ -74,16 +74,33 @@ def check_batch_split(batch_size, parts, what="replicas"):
   return batch_size // parts
 
 
+def _path_keys(config):
+  """The run config's keys that hold file paths: the sampling cache, a .mat face model."""
+  return [k for k in ("sampling_dir", "face_model")
+          if isinstance(config.get(k), str) and (k == "sampling_dir" or
+                                                 config[k].endswith(".mat"))]
+
+
 def write_run_config(checkpoint_dir, config):
   """Writes the options that rebuild the generator (face model, MeshGenerator flags, identity
-  encoder) next to the checkpoints."""
+  encoder) next to the checkpoints; paths relative to the checkpoint folder, so that the
+  folders can move together."""
+  config = dict(config)
+  for key in _path_keys(config):
+    config[key] = os.path.relpath(os.path.abspath(config[key]), os.path.abspath(checkpoint_dir))
   atomic_file.write_json(os.path.join(checkpoint_dir, RUN_CONFIG), config)
 
 
 def read_run_config(checkpoint_dir):
-  """The dict of write_run_config; ValueError naming the file when it is missing or bad."""
-  return atomic_file.read_json(os.path.join(checkpoint_dir, RUN_CONFIG), ValueError,
-                               "missing (not a scripts/train.py checkpoint folder)")
+  """The dict of write_run_config, paths resolved against the checkpoint folder (absolute
+  ones, from older runs, as they are); ValueError naming the file when it is missing or
+  bad."""
+  config = atomic_file.read_json(os.path.join(checkpoint_dir, RUN_CONFIG), ValueError,
+                                 "missing (not a scripts/train.py checkpoint folder)")
+  if isinstance(config, dict):
+    for key in _path_keys(config):
+      config[key] = os.path.normpath(os.path.join(checkpoint_dir, config[key]))
+  return config
 
 
 def restore_generator(generator, checkpoint_dir):

@@ -1,6 +1,7 @@
 """Helpers shared by the command-line programs."""
 
 import os
+import re
 
 
 def user_path(path):
@@ -12,6 +13,32 @@ def user_path(path):
 def fail(message):
   """Ends the program with one line on stderr and exit status 1 (no usage dump, no trace)."""
   raise SystemExit(f"error: {message}")
+
+
+_TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[\[\{\{node [^]]*\]\]|"
+                       r"\s*\[Op:[^]]*\].*$|\s*name:\s*$")
+_TF_HEADERS = ("Graph execution error", "Detected at node", "File ", "[[", "Node:")
+
+
+def error_line(error):
+  """One line for an exception: the message of a TensorFlow op error without the traced
+  function's stack, `{{function_node ...}}` prefix or node suffix; else the first line."""
+  text = getattr(error, "message", None) or str(error) or type(error).__name__
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  lines = [line for line in lines if not line.startswith(_TF_HEADERS)] or lines or [repr(error)]
+  return _TF_NOISE.sub("", lines[0]).strip() or lines[0]
+
+
+def require_compiled_ops():
+  """Loads the project's C++ op libraries now (they load lazily, and a missing one would
+  otherwise surface as a long StagingError at the first traced step); fail() with one line."""
+  try:
+    from renderer import _op_library  # pylint: disable=g-import-not-at-top
+    from deep3dface import face_ops  # pylint: disable=g-import-not-at-top
+    _op_library.ops()
+    face_ops.ops()
+  except ImportError as e:
+    fail(str(e).splitlines()[0])
 
 
 class Progress:

@@ -20,7 +20,7 @@ import os
 from absl import app, flags, logging
 import numpy as np
 
-from scripts.common import Progress, fail, load_refinement, user_path
+from scripts.common import Progress, fail, load_refinement, require_compiled_ops, user_path
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "data/synthetic", "Dataset folder (records.py format).")
@@ -128,27 +128,15 @@ def write_table(output_dir, table, count, independent):
   return "\n".join(lines)
 
 
-def label_row(labels, width, height=18):
-  """A white strip `[height, width * len(labels), 3]` uint8 with each label centred over its
-  column."""
-  import PIL.Image, PIL.ImageDraw  # pylint: disable=g-import-not-at-top,multiple-imports
-  strip = PIL.Image.new("RGB", (width * len(labels), height), (255, 255, 255))
-  draw = PIL.ImageDraw.Draw(strip)
-  for i, label in enumerate(labels):
-    text = label if draw.textlength(label) <= width - 4 else label[:max(1, (width - 4) // 6)]
-    draw.text((i * width + (width - draw.textlength(text)) / 2, 3), text, fill=(0, 0, 0))
-  return np.asarray(strip)
-
-
 def write_grid(output_dir, inputs, columns, labels):
   """examples.png: input | coarse | each checkpoint's GCN, one face per row, a label row on
   top."""
   import PIL.Image  # pylint: disable=g-import-not-at-top
-  from gcn_face import atomic_file  # pylint: disable=g-import-not-at-top
+  from gcn_face import atomic_file, panels  # pylint: disable=g-import-not-at-top
   rows = [np.concatenate([inputs[i]] + [c[i] for c in columns], axis=1)
           for i in range(len(inputs))]
   grid = np.clip(np.round(np.concatenate(rows, axis=0)), 0, 255).astype(np.uint8)
-  grid = np.concatenate([label_row(labels, inputs.shape[2]), grid], axis=0)
+  grid = np.concatenate([panels.label_row(labels, inputs.shape[2]), grid], axis=0)
   with atomic_file.atomic_path(os.path.join(output_dir, "examples.png")) as tmp:
     PIL.Image.fromarray(grid).save(tmp, "PNG")
 
@@ -156,6 +144,7 @@ def write_grid(output_dir, inputs, columns, labels):
 def main(argv):
   del argv
   from gcn_face import records  # pylint: disable=g-import-not-at-top
+  require_compiled_ops()
   labels = FLAGS.labels or [os.path.basename(os.path.normpath(c)) for c in FLAGS.checkpoints]
   if len(labels) != len(FLAGS.checkpoints):
     fail(f"--labels has {len(labels)} names for {len(FLAGS.checkpoints)} --checkpoints")

@@ -9,7 +9,7 @@ continues after its last complete shard.
 
 from absl import app, flags, logging
 
-from scripts.common import Progress, fail, load_face_model, user_path
+from scripts.common import Progress, fail, load_face_model, require_compiled_ops, user_path
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "data/synthetic", "Dataset folder (TFRecord shards + manifest).")
@@ -52,6 +52,7 @@ def make_split(renderer, directory, split, count, info):
 def main(argv):
   del argv
   from gcn_face import records, synthetic_data  # pylint: disable=g-import-not-at-top
+  require_compiled_ops()
   for name in ("num_train", "num_val", "num_test"):
     if getattr(FLAGS, name) < 0:
       fail(f"--{name} must be >= 0")

@@ -9,9 +9,13 @@ dlib landmarks, Deep3D alignment, the 257 coefficients from the R-Net
 (checkpoints/FaceReconModel.pb) or, without it or with --fit, by analysis-by-synthesis
 through the renderer (deep3dface/fitting.py), the coarse texture, and the GCN texture
 when a trained checkpoint folder exists (--gcn_checkpoint, default
-checkpoints/bfm09_face_normal). Files per photo in <output_dir>/<name>/:
-crop.png, coeff.npy, coarse.obj, fine.obj, mesh.ply, strip.png (input | coarse |
-fine | overlay), overlay.png (pasted back at full resolution), result.json.
+checkpoints/bfm09_face_normal), and with --refine_steps the texture refined on the photo
+itself (gcn_face/photo_refinement.py). A seeded 20 % of the skin pixels (--holdout_fraction)
+never enters a loss; result.json reports each texture's L1 on them. Files per photo in
+<output_dir>/<name>/ (gcn_face.reconstruction.write_outputs): crop.png, coeff.npy,
+coarse.obj, fine.obj, refined.obj, mesh.ply, skin_mask.png, holdout_mask.png,
+render_<texture>.png, strip.png (labelled photo | textures | overlay), overlay.png (rendered
+at the photo's resolution), result.json.
 A photo whose result.json exists is skipped (a killed run resumes; --overwrite
 redoes it); a bad photo is reported and the run goes on; the exit status is 1 only
 when no photo succeeded.
@@ -23,8 +27,8 @@ import time
 from absl import app, flags, logging
 
 from scripts import assets
-from scripts.common import (Progress, fail, format_seconds, load_face_model, load_refinement,
-                            user_path)
+from scripts.common import (Progress, error_line, fail, format_seconds, load_face_model,
+                            load_refinement, require_compiled_ops, user_path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "A photo, a folder of photos (recursive) or a .txt list.")
@@ -42,6 +46,13 @@ flags.DEFINE_string("gcn_checkpoint", None,
 flags.DEFINE_bool("fit", False, "Fit the coefficients (from the R-Net's, when it is loaded).")
 flags.DEFINE_integer("landmark_steps", 150, "Fitting: landmark-only Adam steps.")
 flags.DEFINE_integer("photo_steps", 100, "Fitting: photometric Adam steps.")
+flags.DEFINE_integer("refine_steps", 40,
+                     "Per-photo refinement: Adam steps fine-tuning the texture on the photo "
+                     "(the paper's losses; from the GCN's texture when there is a GCN); 0: none.")
+flags.DEFINE_float("holdout_fraction", 0.2,
+                   "Skin pixels no loss sees (the fit, the GCN's input mask, the refinement); "
+                   "their L1 is in result.json. 0: use every pixel.")
+flags.DEFINE_integer("holdout_seed", 0, "Seed of the held-out pixels (with the photo's name).")
 flags.DEFINE_string("segmenter", "landmarks_colour",
                     "Skin mask: landmarks_colour, landmarks, or module:function.")
 flags.DEFINE_bool("overwrite", False, "Redo photos that already have a result.json.")
@@ -58,9 +69,10 @@ def list_inputs(spec):
     return [(os.path.splitext(r)[0].replace(os.sep, "_"), os.path.join(path, r))
             for r in relative]
   if path.endswith(".txt"):
+    from deep3dface import align  # pylint: disable=g-import-not-at-top
     base = os.path.dirname(path)
-    with open(path) as f:
-      lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    lines = [line.strip() for line in align.read_text_lines(path, "photo lists")
+             if not line.startswith("#")]
     paths = [p if os.path.isabs(p) else os.path.join(base, p) for p in lines]
     names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
     return [(n if names.count(n) == 1 else f"{n}_{i}", p)
@@ -83,7 +95,7 @@ def asset_flag(flag, key):
 def build():
   """The Reconstructor of the flags; logs what runs without which asset."""
   from deep3dface import fitting, rnet  # pylint: disable=g-import-not-at-top
-  from gcn_face import reconstruction  # pylint: disable=g-import-not-at-top
+  from gcn_face import photo_refinement, reconstruction  # pylint: disable=g-import-not-at-top
   missing = []
   rnet_path, gcn = asset_flag("rnet_path", "rnet"), asset_flag("gcn_checkpoint", "gcn")
   rnet_model = None
@@ -115,17 +127,23 @@ def build():
                "the R-Net" + (" + fitting" if FLAGS.fit else "") if rnet_model else "fitting",
                "coarse + GCN" if module else "coarse only")
   config = fitting.FitConfig(landmark_steps=FLAGS.landmark_steps, photo_steps=FLAGS.photo_steps)
+  refine = photo_refinement.RefineConfig(steps=FLAGS.refine_steps)
   return reconstruction.Reconstructor(model, rnet_model, module, FLAGS.fit, config,
-                                      FLAGS.segmenter, FLAGS.all_faces)
+                                      FLAGS.segmenter, FLAGS.all_faces, refine,
+                                      FLAGS.holdout_fraction, FLAGS.holdout_seed)
 
 
 def main(argv):
   del argv
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from gcn_face import prepare, reconstruction  # pylint: disable=g-import-not-at-top
   if not FLAGS.input:
     fail("--input is required (a photo, a folder or a .txt list)")
-  if FLAGS.landmark_steps < 0 or FLAGS.photo_steps < 0:
-    fail("--landmark_steps and --photo_steps must be >= 0")
+  require_compiled_ops()
+  if FLAGS.landmark_steps < 0 or FLAGS.photo_steps < 0 or FLAGS.refine_steps < 0:
+    fail("--landmark_steps, --photo_steps and --refine_steps must be >= 0")
+  if not 0.0 <= FLAGS.holdout_fraction < 1.0:
+    fail(f"--holdout_fraction={FLAGS.holdout_fraction}: must be in [0, 1)")
   try:
     items = list_inputs(FLAGS.input)
   except (ValueError, OSError, prepare.PrepareError) as e:
@@ -135,8 +153,8 @@ def main(argv):
   output_dir = user_path(FLAGS.output_dir)
   try:
     rec = build()
-  except (ValueError, OSError) as e:
-    fail(str(e).splitlines()[0])
+  except (ValueError, OSError, tf.errors.OpError) as e:
+    fail(error_line(e))
   progress = Progress(len(items), "photos", interval=10.0)
   done, failed, skipped = [], [], 0
   start = time.monotonic()
@@ -150,13 +168,21 @@ def main(argv):
       # The photo's own folder (its largest face) last: its result.json marks the photo done.
       for face in reversed(rec.reconstruct_all(path, name)):
         reconstruction.write_outputs(face, os.path.join(output_dir, face.name), rec.triangles)
-        logging.info("%s: %s (%s coefficients)", face.name, os.path.join(output_dir, face.name),
-                     face.source)
+        l1 = face.l1()
+        logging.info("%s: %s (%s coefficients; held-out L1 %s; %.1f s)", face.name,
+                     os.path.join(output_dir, face.name), face.source,
+                     ", ".join(f"{n} {v['heldout']:.2f}" for n, v in l1.items()),
+                     face.seconds["total"])
       done.append(name)
-    except (prepare.PrepareError, ValueError, OSError) as e:
+    except (prepare.PrepareError, ValueError, OSError, tf.errors.OpError) as e:
       failed.append(name)
-      logging.error("%s", str(e).splitlines()[0])
+      message = error_line(e)
+      logging.error("%s", message if message.startswith(path) else f"{path}: {message}")
     progress.update()
+  names = [name for name, _ in items]
+  if done or skipped:
+    for line in reconstruction.write_summary(output_dir, names)[-4:]:
+      logging.info("%s", line)
   logging.info("%d reconstructed, %d already done, %d failed%s in %s; results in %s", len(done),
                skipped, len(failed), f" ({', '.join(failed)})" if failed else "",
                format_seconds(time.monotonic() - start), output_dir)

@@ -12,7 +12,7 @@ import os
 import numpy as np
 from absl import app, flags, logging
 
-from scripts.common import fail, user_path
+from scripts.common import fail, require_compiled_ops, user_path
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("mesh", "cube", "'cube', or an OBJ file (v/f lines; extra v columns ignored).")
@@ -29,6 +29,7 @@ def main(argv):
   import renderer
   from gcn_face import mesh_io
   from renderer import scenes
+  require_compiled_ops()
 
   if FLAGS.mesh == "cube":
     vertices, triangles, _ = scenes.cube()

@@ -29,7 +29,7 @@ import time
 from absl import app, flags, logging
 
 from scripts.common import (SYNTHETIC_MODELS, Progress, fail, format_seconds, load_face_model,
-                            user_path)
+                            require_compiled_ops, user_path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "data/synthetic", "Dataset folder (records.py format).")
@@ -262,6 +262,7 @@ def main(argv):
   del argv
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from gcn_face import records, training  # pylint: disable=g-import-not-at-top
+  require_compiled_ops()
   if FLAGS.batch_size < 1 or FLAGS.epoch < 1 or FLAGS.critic_steps < 1:
     fail("--batch_size, --epoch and --critic_steps must be >= 1")
   if FLAGS.cpu_devices < 1:

@@ -119,16 +119,55 @@ def test_bad_images_give_one_line(tmp_path, face_photo):
     ("1 2\n3 4\n5 6\n7 8\n9 10\n11 12\n", "got 6"),
     ("1 2\n3 4\n5 x\n7 8\n9 10\n", "must be numbers"),
     ("1 2\n3 4\n5 nan\n7 8\n9 10\n", "NaN"),
+    ("1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n", r"one value per line \(10 lines\)"),
+    ("1\n2\n3\n4\n5\n", r"one value per line \(5 lines\)"),
+    ("1,2\n3,4\n5,6\n7,8\n9,10\n", "separated by commas"),
+    ("1, 2\n3, 4\n5, 6\n7, 8\n9, 10\n", "separated by commas"),
+    (b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary", "not a UTF-8 text file"),
 ])
 def test_bad_landmark_files(tmp_path, content, message):
   path = tmp_path / "lm.txt"
-  path.write_text(content)
-  with pytest.raises(align.InputError, match=message):
+  if isinstance(content, bytes):
+    path.write_bytes(content)
+  else:
+    path.write_text(content)
+  with pytest.raises(align.InputError, match=message) as info:
     align.load_landmarks_txt(str(path))
+  assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+
+
+def test_landmark_file_that_is_not_a_regular_file(tmp_path):
+  fifo = tmp_path / "lm.txt"
+  os.mkfifo(fifo)  # reading it would block forever
+  with pytest.raises(align.InputError, match="not a regular file"):
+    align.load_landmarks_txt(str(fifo))
+  with pytest.raises(align.InputError, match="no such file"):
+    align.load_landmarks_txt(str(tmp_path / "none.txt"))
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    (b"", "not a readable .mat file"),
+    (b"MATLAB 5.0 MAT-file truncated", "not a readable .mat file"),
+])
+def test_bad_standard_landmark_mat(tmp_path, standard_landmarks_path, content, message):
+  path = tmp_path / "similarity_Lm3D_all.mat"
+  if content is not None:
+    path.write_bytes(content)
+  with pytest.raises(align.InputError, match=message) as info:
+    align.standard_five_points(str(path))
+  assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+  truncated = tmp_path / "truncated.mat"
+  with open(standard_landmarks_path, "rb") as f:
+    truncated.write_bytes(f.read()[:200])
+  with pytest.raises(align.InputError, match="truncated.mat: "):
+    align.standard_five_points(str(truncated))
 
 
 def test_degenerate_landmarks_are_rejected(face_photo):
-  with pytest.raises(ValueError, match="degenerate|unusable"):
-    align.align_image(face_photo, np.zeros((5, 2)))
+  for points in (np.zeros((5, 2)), np.full((5, 2), 123.4), 100 + np.eye(5, 2)):
+    with pytest.raises(ValueError, match=r"landmarks are degenerate: the 5 points span") as info:
+      align.align_image(face_photo, points)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 120
   with pytest.raises(ValueError, match=r"points must be finite"):
     align.align_image(face_photo, np.full((5, 2), np.nan))

@@ -126,10 +126,18 @@ def test_bad_coefficients(synthetic_model):
   model = face_model.FaceModel(synthetic_model)
   with pytest.raises(ValueError, match=r"coefficients must have shape \[B, 257\]"):
     model(np.zeros((2, 256), np.float32))
-  bad = np.zeros((1, 257), np.float32)
-  bad[0, 10] = np.nan
-  with pytest.raises(tf.errors.InvalidArgumentError, match="face coefficients contain NaN"):
+  bad = np.zeros((3, 257), np.float32)
+  bad[1, 10] = np.nan
+  bad[2, 200] = np.inf
+  with pytest.raises(ValueError, match=r"^face coefficients contain NaN or infinity \(rows \[1, 2\]\)$"):
     model(bad)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="face coefficients contain NaN"):
+    tf.function(model)(tf.constant(bad))  # traced: TensorFlow's own check
+  from scripts.common import error_line  # pylint: disable=g-import-not-at-top
+  try:
+    tf.function(model)(tf.constant(bad))
+  except tf.errors.InvalidArgumentError as e:
+    assert error_line(e) == "face coefficients contain NaN or Inf : Tensor had Inf and NaN values"
   with pytest.raises(ValueError, match="normals must be one of"):
     face_model.FaceModel(synthetic_model, normals="flat")
   with pytest.raises(ValueError, match="basis_kernel must be one of"):

@@ -114,10 +114,33 @@ def test_bad_arguments(args, message):
   assert_one_line_error(run_script("prepare_data", *args), message)
 
 
-def test_missing_rnet(photo_dir, tmp_path):
-  result = run_script("prepare_data", f"--input_dir={photo_dir}",
-                      f"--rnet_path={tmp_path / 'none.pb'}")
-  assert_one_line_error(result, "none.pb: Deep3D's R-Net is needed")
+def test_without_rnet_the_coefficients_are_fitted(photo_dir, synthetic_model, tmp_path):
+  """No R-Net: the fit gives each face coefficients whose landmarks land on the detected ones;
+  a second run adds nothing."""
+  from deep3dface import face_model, fitting  # pylint: disable=g-import-not-at-top
+  output = str(tmp_path / "fitted")
+  args = [f"--input_dir={photo_dir}", f"--output_dir={output}",
+          f"--rnet_path={tmp_path / 'none.pb'}", "--face_model=synthetic_grid", "--per_shard=2",
+          "--workers=2", "--batch_size=3", "--landmark_steps=80", "--photo_steps=10"]
+  result = run_script("prepare_data", *args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "none.pb absent: the coefficients are fitted" in result.stderr
+  manifest = records.read_manifest(output)
+  assert manifest["info"]["coefficients"] == "fit"
+  assert manifest["info"]["model"] == "synthetic_grid"
+  assert manifest["info"]["num_vertices"] == synthetic_model.num_vertices
+  assert sum(manifest["splits"][s]["count"] for s in manifest["splits"]) == 4
+  model = face_model.FaceModel(synthetic_model)
+  for face in records.dataset(output, "train", has_landmarks68=True):
+    coeff = face["coeff"].numpy()[None]
+    assert np.all(np.isfinite(coeff)) and np.abs(coeff).max() > 0.01
+    fitted = model(coeff).landmarks.numpy()[0]
+    target = fitting.to_model_landmarks(face["landmarks68"].numpy())
+    assert np.linalg.norm(fitted - target, axis=-1).mean() < 6.0  # pixels, 224 crop
+  again = run_script("prepare_data", *args)
+  assert again.returncode == 0, again.stderr[-3000:]
+  manifest = records.read_manifest(output)
+  assert sum(manifest["splits"][s]["count"] for s in manifest["splits"]) == 4
 
 
 def test_default_skin_mask(deep3d_photos):

@@ -5,17 +5,21 @@ the evaluation table; metrics against scikit-image; the PLY writer."""
 import csv
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import PIL.Image
 import pytest
+import scipy.ndimage
 import skimage.metrics
 import tensorflow as tf
 import trimesh
 
 from deep3dface import constants, face_model, fitting
 from gcn_face import mesh_io, metrics, refinement, synthetic_data
-from tests.scripts_run import assert_one_line_error, run_script
+from tests.scripts_run import ROOT, assert_one_line_error, run_script
 
 FAST_FIT = ["--landmark_steps=60", "--photo_steps=20"]
 
@@ -147,12 +151,67 @@ def test_reconstruct_three_photos(deep3d_photos, trained, tmp_path):
     with PIL.Image.open(photo) as original, PIL.Image.open(folder / "overlay.png") as overlay:
       assert overlay.size == original.size
     with PIL.Image.open(folder / "strip.png") as strip:
-      assert strip.size == (4 * 224, 224)
+      assert strip.size == (4 * 224, 224 + 18)  # photo | coarse | fine | overlay, labelled
+    for name in ("skin_mask", "holdout_mask", "render_coarse", "render_fine"):
+      with PIL.Image.open(folder / f"{name}.png") as image:
+        assert image.size == (224, 224), name
+    skin = np.asarray(PIL.Image.open(folder / "skin_mask.png")) > 127
+    held = np.asarray(PIL.Image.open(folder / "holdout_mask.png")) > 127
+    render = np.asarray(PIL.Image.open(folder / "render_coarse.png"), np.float64)
+    crop = np.asarray(PIL.Image.open(folder / "crop.png"), np.float64)
+    assert not np.any(held & ~skin) and 0.15 < held.sum() / skin.sum() < 0.25
+    # The files recompute result.json's table.
+    assert info["l1"]["coarse"]["region"] == pytest.approx(
+        metrics.masked_l1(render, crop, skin), abs=0.02)
+    assert info["l1"]["coarse"]["heldout"] == pytest.approx(
+        metrics.masked_l1(render, crop, held), abs=0.02)
+    assert info["heldout_pixels"] == held.sum() and info["region_pixels"] == skin.sum()
     assert np.load(folder / "coeff.npy").shape == (257,)
   again = run_script("reconstruct", *args)
   assert again.returncode == 0 and "0 reconstructed, 3 already done, 2 failed" in again.stderr
   nothing = run_script("reconstruct", f"--input={blank}", f"--output_dir={out}", *FAST_FIT)
   assert_one_line_error(nothing, "no photo could be reconstructed")
+
+
+def test_overlay_is_rendered_at_the_photo_resolution(deep3d_photos, synthetic_model):
+  """render_in_photo at the photo's pixels equals the 224 x 224 render where the crop's pixel
+  centres land (the alignment's inverse), and its edges are photo pixels, not crop pixels."""
+  from gcn_face import reconstruction  # pylint: disable=g-import-not-at-top
+  rec = reconstruction.Reconstructor(synthetic_model, fit_config=fitting.FitConfig(60, 10),
+                                     holdout_fraction=0.0)
+  photo = next(p for p in deep3d_photos if "015309" in p)  # 900 x 1354: ~6 photo px a crop px
+  face = rec.reconstruct(photo, "photo")
+  overlay = reconstruction.render_in_photo(face, face.colors["coarse"], rec.triangles)
+  rows, cols = np.mgrid[0:224, 0:224]
+  crop_points = np.stack([cols, rows], -1).astype(np.float64)
+  photo_points = face.transform.to_original(crop_points)
+  h0, w0 = face.photo.shape[:2]
+  nearest = np.clip(np.round(photo_points).astype(int), 0, [w0 - 1, h0 - 1])
+  inside = scipy.ndimage.binary_erosion(face.alpha > 0.5, iterations=3)
+  sampled = overlay[nearest[..., 1], nearest[..., 0]].astype(np.float64)
+  difference = np.abs(sampled - face.renders["coarse"])[inside]
+  assert difference.mean() < 2.0, difference.mean()
+  changed = np.any(overlay != face.photo, axis=-1)
+  x0, y0, x1, y1 = reconstruction.photo_box(face.clip_vertices, face.transform)
+  assert not changed[:y0].any() and not changed[y1:].any()
+  assert changed[y0:y1, x0:x1].mean() > 0.3
+  scale = face.transform.original_size[0] / face.transform.resized_size[0]
+  assert scale > 4
+  # The coverage edge steps by photo pixels, not by crop pixels (an upscaled render's edge
+  # moves by ~scale pixels whenever it moves).
+  covered = changed[y0:y1, x0:x1]
+  left_edge = np.array([np.argmax(r) for r in covered if r.any()])
+  moves = np.abs(np.diff(left_edge))
+  assert np.median(moves[moves > 0]) < scale / 2
+  # overlay.png pastes the face only within the landmarks' face outline (soft edge).
+  from gcn_face import skin_mask  # pylint: disable=g-import-not-at-top
+  pasted = reconstruction.overlay(face, rec.triangles)
+  outline = face.transform.to_original(skin_mask.face_outline(face.landmarks68))
+  near = scipy.ndimage.binary_dilation(skin_mask.polygon_mask(face.photo.shape[:2], outline),
+                                       iterations=int(4 * scale))
+  moved = np.abs(pasted.astype(int) - face.photo).max(-1) > 1
+  assert not moved[~near].any()
+  assert moved[near].mean() > 0.5
 
 
 def test_all_faces_of_a_photo(deep3d_photos, tmp_path):
@@ -206,3 +265,37 @@ def test_evaluate_table(trained, tmp_path):
   bad = run_script("evaluate", f"--data_dir={data}", f"--checkpoints={tmp_path}",
                    f"--output_dir={out}")
   assert_one_line_error(bad, "train_config.json")
+
+
+def test_checkpoint_folder_moves_with_its_sampling_cache(trained, tmp_path):
+  """train_config.json stores the sampling cache relative to the checkpoint folder: the two
+  copied elsewhere load from the copy (nothing rebuilt, nothing read from the old place)."""
+  data, checkpoint = trained
+  root = os.path.dirname(checkpoint)
+  with open(os.path.join(checkpoint, "train_config.json")) as f:
+    config = json.load(f)
+  assert config["sampling_dir"] == os.path.join("..", "sampling")
+  moved = tmp_path / "moved"
+  for name in ("gcn", "sampling"):
+    shutil.copytree(os.path.join(root, name), moved / name)
+  result = run_script("evaluate", f"--data_dir={data}", f"--checkpoints={moved / 'gcn'}",
+                      f"--output_dir={tmp_path / 'eval'}", "--batch_size=2", "--examples=0")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"mesh sampling: loaded {moved / 'sampling'}" in result.stderr
+  assert "building it" not in result.stderr
+
+
+def test_missing_compiled_ops_are_one_line_at_start(tmp_path):
+  env = dict(os.environ, RENDERER_OPS_LIBRARY=str(tmp_path / "gone.so"))
+  for module, args in (("reconstruct", ["--input=x.jpg"]), ("train", ["--data_dir=x"]),
+                       ("evaluate", []), ("make_synthetic", [])):
+    result = subprocess.run([sys.executable, "-m", f"scripts.{module}", *args], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert_one_line_error(result, "RENDERER_OPS_LIBRARY=")
+
+
+def test_binary_input_list_names_the_file(tmp_path):
+  listing = tmp_path / "photos.txt"
+  listing.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+  assert_one_line_error(run_script("reconstruct", f"--input={listing}"),
+                        f"{listing}: not a UTF-8 text file")
