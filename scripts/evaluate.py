@@ -33,7 +33,7 @@ flags.DEFINE_enum("identity", "auto", ["auto", "dlib", "facenet"],
                   "Evaluation recogniser (auto: the one training did not use, when available).")
 flags.DEFINE_integer("max_faces", 0, "Evaluate at most this many faces (0: all).")
 flags.DEFINE_integer("batch_size", 4, "Batch size.")
-flags.DEFINE_integer("examples", 4, "Faces in examples.png.")
+flags.DEFINE_integer("examples", 4, "Faces in examples.png (0: no examples.png).", lower_bound=0)
 flags.DEFINE_string("output_dir", "out/evaluate", "Where the table, CSV and grid go.")
 
 METRICS = ("l1", "psnr", "ssim", "identity", "albedo_l1")
@@ -176,13 +176,16 @@ def main(argv):
     rows, panels = evaluate_checkpoint(module, data, recogniser, has_albedo, index == 0)
     if index == 0:
       table.append(("coarse 3DMM (PCA)", summarise(rows["coarse"])))
-      grid_columns.append(panels["coarse"])
-      inputs = panels["input"].astype(np.float64)
     table.append((f"GCN ({label})", summarise(rows["gcn"])))
-    grid_columns.append(panels["gcn"])
+    if FLAGS.examples:
+      if index == 0:
+        grid_columns.append(panels["coarse"])
+        inputs = panels["input"].astype(np.float64)
+      grid_columns.append(panels["gcn"])
     progress.update()
   text = write_table(output_dir, table, count, independent)
-  write_grid(output_dir, inputs, grid_columns, ["photo", "coarse"] + list(labels))
+  if FLAGS.examples:
+    write_grid(output_dir, inputs, grid_columns, ["photo", "coarse"] + list(labels))
   logging.info("%d faces of %s/%s:\n%s", count, data_dir, FLAGS.split, text)
   logging.info("results in %s (results.md, results.csv, examples.png)", output_dir)
 

@@ -179,7 +179,9 @@ def main(argv):
       message = error_line(e)
       logging.error("%s", message if message.startswith(path) else f"{path}: {message}")
     progress.update()
-  names = [name for name, _ in items]
+  photos = {name for name, _ in items}
+  names = sorted(n for n in os.listdir(output_dir)
+                 if n in photos or n.split("_face")[0] in photos) if done or skipped else []
   if done or skipped:
     for line in reconstruction.write_summary(output_dir, names)[-4:]:
       logging.info("%s", line)

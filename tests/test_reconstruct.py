@@ -137,7 +137,8 @@ def test_reconstruct_three_photos(deep3d_photos, trained, tmp_path):
   for photo in photos:
     folder = out / os.path.splitext(os.path.basename(photo))[0]
     info = json.loads((folder / "result.json").read_text())
-    assert info["coefficients"] == "fit" and info["refined"]
+    assert info["coefficients"] == "fit" and info["refined"] and info["refined_per_photo"]
+    assert info["textures"] == ["coarse", "fine", "refined"]
     assert set(info["files"]) <= set(os.listdir(folder))
     coarse = trimesh.load(str(folder / "coarse.obj"), process=False)
     fine = trimesh.load(str(folder / "fine.obj"), process=False)
@@ -145,14 +146,15 @@ def test_reconstruct_three_photos(deep3d_photos, trained, tmp_path):
     assert coarse.vertices.shape == (3315, 3) and len(coarse.faces) > 6000
     np.testing.assert_allclose(ply.vertices, coarse.vertices, atol=1e-5)
     np.testing.assert_array_equal(ply.faces, fine.faces)
-    fine_colors = _read_obj_colors(folder / "fine.obj")
-    np.testing.assert_array_equal(ply.visual.vertex_colors[:, :3], fine_colors)
+    refined_colors = _read_obj_colors(folder / "refined.obj")  # mesh.ply: the most refined
+    np.testing.assert_array_equal(ply.visual.vertex_colors[:, :3], refined_colors)
+    assert np.abs(refined_colors - _read_obj_colors(folder / "fine.obj")).mean() > 1.0
     assert _read_obj_colors(folder / "coarse.obj").std() > 1.0
     with PIL.Image.open(photo) as original, PIL.Image.open(folder / "overlay.png") as overlay:
       assert overlay.size == original.size
     with PIL.Image.open(folder / "strip.png") as strip:
-      assert strip.size == (4 * 224, 224 + 18)  # photo | coarse | fine | overlay, labelled
-    for name in ("skin_mask", "holdout_mask", "render_coarse", "render_fine"):
+      assert strip.size == (5 * 224, 224 + 18)  # photo | coarse | fine | refined | overlay
+    for name in ("skin_mask", "holdout_mask", "render_coarse", "render_fine", "render_refined"):
       with PIL.Image.open(folder / f"{name}.png") as image:
         assert image.size == (224, 224), name
     skin = np.asarray(PIL.Image.open(folder / "skin_mask.png")) > 127
@@ -166,6 +168,7 @@ def test_reconstruct_three_photos(deep3d_photos, trained, tmp_path):
     assert info["l1"]["coarse"]["heldout"] == pytest.approx(
         metrics.masked_l1(render, crop, held), abs=0.02)
     assert info["heldout_pixels"] == held.sum() and info["region_pixels"] == skin.sum()
+    assert info["l1"]["refined"]["heldout"] < info["l1"]["coarse"]["heldout"]
     assert np.load(folder / "coeff.npy").shape == (257,)
   again = run_script("reconstruct", *args)
   assert again.returncode == 0 and "0 reconstructed, 3 already done, 2 failed" in again.stderr
@@ -225,7 +228,8 @@ def test_all_faces_of_a_photo(deep3d_photos, tmp_path):
   result = run_script("reconstruct", f"--input={tmp_path / 'pair.png'}", f"--output_dir={out}",
                       "--all_faces", "--gcn_checkpoint=", "--face_model=synthetic_grid", *FAST_FIT)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert sorted(os.listdir(out)) == ["pair", "pair_face1"]
+  assert sorted(os.listdir(out)) == ["pair", "pair_face1", "summary.csv", "summary.md"]
+  assert "| pair_face1 |" in (out / "summary.md").read_text()
   for name in ("pair", "pair_face1"):
     info = json.loads((out / name / "result.json").read_text())
     assert info["name"] == name and not info["refined"]
