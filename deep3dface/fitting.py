@@ -83,6 +83,15 @@ def photo_term(rendered, images, mask):
                          tf.maximum(tf.reduce_sum(mask, [1, 2]), 1.0))
 
 
+def adam_step(state, lr, grad):
+  """One Adam step (0.9, 0.999, 1e-8) on state = (variable, m, v, t) tf.Variables."""
+  variable, m, v, t = state
+  t.assign_add(1.0)
+  m.assign(0.9 * m + 0.1 * grad)
+  v.assign(0.999 * v + 0.001 * tf.square(grad))
+  variable.assign_sub(lr * (m / (1.0 - 0.9 ** t)) / (tf.sqrt(v / (1.0 - 0.999 ** t)) + 1e-8))
+
+
 def gamma_term(gamma):
   """Deep3D's Gamma_loss per image: 10 mean over the [3, 9] lighting of the squared
   deviation from the mean of the 3 channels; gamma `[B, 27]` (R, G, B blocks of 9)."""
@@ -149,15 +158,6 @@ class Fitter:
             "landmark": self._landmark_loss(face.landmarks, targets),
             "reg": reg, "gamma": gamma, "reflectance": self._reflectance(face)}
 
-  def _adam(self, state, grad):
-    """One Adam step (0.9, 0.999, 1e-8) on state = (coeff, m, v, t) variables."""
-    coeff, m, v, t = state
-    t.assign_add(1.0)
-    m.assign(0.9 * m + 0.1 * grad)
-    v.assign(0.999 * v + 0.001 * tf.square(grad))
-    step = self.config.lr * (m / (1.0 - 0.9 ** t)) / (tf.sqrt(v / (1.0 - 0.999 ** t)) + 1e-8)
-    coeff.assign_sub(step)
-
   def keypoint_landmarks(self, coeff):
     """The 68 projected landmarks `[B, 68, 2]` of coefficients, forming only those vertices."""
     c = face_model_lib.split_coefficients(coeff)
@@ -173,14 +173,14 @@ class Fitter:
     with tf.GradientTape() as tape:
       reg, _ = self._prior(coeff)
       loss = tf.reduce_sum(self._landmark_loss(self.keypoint_landmarks(coeff), targets) + reg)
-    self._adam(state, tape.gradient(loss, coeff) * free)
+    adam_step(state, self.config.lr, tape.gradient(loss, coeff) * free)
     return loss
 
   def _photo_step_impl(self, state, images, masks, targets):
     coeff = state[0]
     with tf.GradientTape() as tape:
       loss = tf.reduce_sum(tf.add_n(list(self.terms(coeff, images, masks, targets).values())))
-    self._adam(state, tape.gradient(loss, coeff))
+    adam_step(state, self.config.lr, tape.gradient(loss, coeff))
     return loss
 
   def fit(self, images, landmarks68, masks=None, init=None):

@@ -1,8 +1,10 @@
 """Per-photo refinement (new: none of the originals has it) and its held-out protocol.
 
     holdout = holdout_mask(skin_mask, name, seed=0)               # never enters any loss
-    refiner = PhotoRefiner(face_model, triangles, pairs, encoder)
-    albedo = refiner.refine(start_albedo, coeff, image, train_mask, visibility, landmarks)
+    photo = fill_holdout(crop, holdout)                            # what everything else sees
+    refiner = PhotoRefiner(face_model, pairs, encoder)
+    albedo, terms = refiner.refine(start, coarse, coeff, photo, train_mask, face_mask,
+                                   landmarks)
 
 The texture a photo gets (the trained GCN's output, else the 3DMM's) is fine-tuned on that
 one photo with the paper's losses (SPEC 6.5): the pixel loss between the lit render and the
@@ -29,7 +31,7 @@ import scipy.sparse
 import tensorflow as tf
 
 import renderer
-from deep3dface import constants, face_model as face_model_lib, posing
+from deep3dface import constants, face_model as face_model_lib, fitting, posing
 from gcn_face import losses, refinement, refiner_input
 
 SIZE = constants.IMAGE_SIZE
@@ -120,9 +122,8 @@ class PhotoRefiner:
     self.encoder = encoder if self.config.identity > 0 else None
     self._step = tf.function(self._step_impl, reduce_retracing=True)
 
-  def _render(self, albedo, shading, raster):
-    """Lit render `[1, 224, 224, 3]` on [-1, 1] (rows top-down) of an albedo `[1, N, 3]`."""
-    colors = refinement.lit_colors(albedo, shading)
+  def _render(self, colors, raster):
+    """Render `[1, 224, 224, 3]` (rows top-down) of lit vertex colours `[1, N, 3]`."""
     pixels = renderer.interpolate(colors, self.triangles, raster.triangle_ids,
                                   raster.barycentrics)
     return tf.reverse(pixels, axis=[1])
@@ -131,32 +132,28 @@ class PhotoRefiner:
               visibility, target_features, landmarks):
     c = self.config
     albedo = tf.clip_by_value(start + delta, -1.0, 1.0)
-    rendered = self._render(albedo, shading, raster)
+    colors = refinement.lit_colors(albedo, shading)
+    rendered = self._render(colors, raster)
     terms = {"pixel": c.pixel * losses.masked_l1(rendered, image, train_mask),
-             "invisible": c.invisible * losses.invisible_vertex_loss(
-                 refinement.lit_colors(albedo, shading), coarse_colors, visibility),
+             "invisible": c.invisible * losses.invisible_vertex_loss(colors, coarse_colors,
+                                                                     visibility),
              "symmetry": c.symmetry * losses.symmetry_loss(albedo, self.pairs),
              "smoothness": c.smoothness * tf.reduce_mean(tf.abs(
                  tf.gather(delta, self.edges[:, 0], axis=1) -
                  tf.gather(delta, self.edges[:, 1], axis=1)))}
     if self.encoder is not None:
-      composite = losses.composite((tf.clip_by_value(rendered, -1.0, 1.0) + 1.0) * 127.5,
-                                   (image + 1.0) * 127.5, alpha)
+      composite = losses.composite(refinement.to_255(tf.clip_by_value(rendered, -1.0, 1.0)),
+                                   refinement.to_255(image), alpha)
       terms["identity"] = c.identity * losses.identity_loss(
           target_features, self.encoder.embed(composite, landmarks))
     return terms
 
   def _step_impl(self, state, *args):
-    delta, m, v, t = state
+    delta = state[0]
     with tf.GradientTape() as tape:
       tape.watch(delta)
       loss = tf.add_n(list(self._losses(delta, *args).values()))
-    grad = tape.gradient(loss, delta)
-    t.assign_add(1.0)
-    m.assign(0.9 * m + 0.1 * grad)
-    v.assign(0.999 * v + 0.001 * tf.square(grad))
-    delta.assign_sub(self.config.lr * (m / (1.0 - 0.9 ** t)) /
-                     (tf.sqrt(v / (1.0 - 0.999 ** t)) + 1e-8))
+    fitting.adam_step(state, self.config.lr, tape.gradient(loss, delta))
     return loss
 
   def blended_start(self, start, coarse, visibility):
