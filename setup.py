@@ -98,6 +98,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["renderer", "renderer.*", "gcn_face", "gcn_face.*",
                                     "deep3dface", "deep3dface.*", "scripts", "scripts.*"]),
+    package_data={"gcn_face": ["viewer.js"]},
     ext_modules=[Extension(name, sources=sources, depends=headers)
                  for name, sources, headers in OP_LIBRARIES],
     cmdclass={"build_ext": BuildTensorFlowOps},

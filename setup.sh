@@ -6,6 +6,12 @@ cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -m pip install -q -r requirements.txt
 "$PYTHON" -m pip install -q --no-build-isolation -e .
+# three.js for viewer.html and the glTF validator of the tests (package-lock.json pins them).
+if command -v npm >/dev/null; then
+  npm ci --no-audit --no-fund --loglevel=error
+else
+  echo "setup.sh: npm not found: no viewer.html (apt-get install nodejs npm)" >&2
+fi
 echo "build --repo_env=PYTHON_BIN_PATH=$("$PYTHON" -c 'import sys; print(sys.executable)')" > user.bazelrc
 # Bazel tests run from the runfiles tree; point them at ../shared's real data.
 if [ -d ../shared/data ]; then

@@ -58,6 +58,7 @@ BFM_TRIANGLES = 70789
 NUM_KEYPOINTS = 68
 POINT_BUF_WIDTH = 8  # incident triangles listed per vertex
 MESH_UNIT_PER_MICRON = 1e-5  # raw BFM09 shapes are in micrometres; the model uses dm
+METRES_PER_UNIT = 0.1  # the model's unit (dm) in metres, glTF's unit
 
 # Where each group lies in the 257 coefficients (0-based slices, SPEC 2.3).
 _COEFF_BOUNDS = [sum(COEFF_SPLITS[:i]) for i in range(len(COEFF_SPLITS) + 1)]

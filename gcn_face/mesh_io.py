@@ -1,6 +1,9 @@
-"""Triangle-mesh files: OBJ reading, atomic OBJ writing (v [r g b], vn, f; 1-based) and
-atomic binary PLY writing (per-vertex colours and normals)."""
+"""Triangle-mesh files: OBJ reading, atomic OBJ writing (v [r g b], vn, f; 1-based), atomic
+binary PLY writing (per-vertex colours and normals) and atomic glTF 2.0 binary (.glb) writing
+(several vertex-coloured meshes of one shape)."""
 
+import json
+import struct
 
 import numpy as np
 
@@ -59,8 +62,9 @@ def write_obj(path, vertices, faces, colors=None, normals=None):
     path: output file.
     vertices: `[V, 3]` positions.
     faces: `[T, 3]` 0-based triangles (written 1-based).
-    colors: optional `[V, 3]` per-vertex colours appended to the `v` lines as
-      written (e.g. integers 0-255 as in the original release's OBJ files).
+    colors: optional `[V, 3]` per-vertex colours appended to the `v` lines as written:
+      floats in [0, 1] are what Deep3D's demo writes and what viewers (trimesh, Blender,
+      MeshLab) read; integers are written as integers.
     normals: optional `[V, 3]` per-vertex normals (`vn` lines).
   """
   vertices = np.asarray(vertices, np.float64)
@@ -115,3 +119,93 @@ def write_ply(path, vertices, faces, colors, normals=None):
     f.write(("\n".join(header) + "\n").encode("ascii"))
     f.write(data.tobytes())
     f.write(face_data.tobytes())
+
+
+GLB_MAGIC, GLB_VERSION = 0x46546C67, 2  # "glTF", glTF 2.0 binary container
+_JSON_CHUNK, _BIN_CHUNK = 0x4E4F534A, 0x004E4942  # "JSON", "BIN\0"
+_FLOAT, _UINT32 = 5126, 5125  # glTF accessor component types
+_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963  # buffer-view targets
+
+
+def srgb_to_linear(values):
+  """sRGB-encoded values in [0, 1] -> linear light (IEC 61966-2-1); glTF vertex colours are
+  linear, while photos and albedos are sRGB-encoded."""
+  v = np.clip(np.asarray(values, np.float64), 0.0, 1.0)
+  return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def write_glb(path, vertices, faces, colors, normals=None, spacing=0.0, generator="gcn-face"):
+  """Writes a glTF 2.0 binary file atomically: one mesh per named colour set, sharing the
+  positions, normals and triangles (one copy of each in the buffer), each its own node placed
+  `spacing` apart along +x (0: all at the origin) so that a viewer shows them side by side.
+
+  Args:
+    path: output .glb file.
+    vertices: `[V, 3]` positions, metres (glTF's unit).
+    faces: `[T, 3]` 0-based triangles, counter-clockwise seen from the front (glTF's winding).
+    colors: {name: `[V, 3]` sRGB-encoded RGB in [0, 1]}, in the order the meshes are wanted;
+      stored as linear float COLOR_0 (glTF's convention) on a rough non-metallic material.
+    normals: optional `[V, 3]` (normalised here; zero rows become +z).
+    spacing: node offset along x between consecutive meshes, metres.
+    generator: the asset's generator string.
+  """
+  vertices = np.ascontiguousarray(vertices, np.float32).reshape(-1, 3)
+  faces = np.asarray(faces, np.int64).reshape(-1, 3)
+  if len(vertices) == 0 or len(faces) == 0 or not colors:
+    raise ValueError(f"{path}: a glTF mesh needs vertices, faces and at least one colour set")
+  if faces.min() < 0 or faces.max() >= len(vertices):
+    raise ValueError(f"{path}: face index out of range 0..{len(vertices) - 1}")
+  if not np.all(np.isfinite(vertices)):
+    raise ValueError(f"{path}: vertex positions contain NaN or infinity")
+  blobs, views, accessors = [], [], []
+
+  def add(array, accessor_type, target, bounds=False):
+    data = np.ascontiguousarray(array)
+    offset = sum(len(b) for b in blobs)
+    blobs.append(data.tobytes() + b"\0" * (-data.nbytes % 4))
+    views.append({"buffer": 0, "byteOffset": offset, "byteLength": data.nbytes,
+                  "target": target})
+    accessor = {"bufferView": len(views) - 1, "count": len(data),
+                "componentType": _UINT32 if data.dtype == np.uint32 else _FLOAT,
+                "type": accessor_type}
+    if bounds:
+      accessor["min"] = data.min(0).tolist()
+      accessor["max"] = data.max(0).tolist()
+    accessors.append(accessor)
+    return len(accessors) - 1
+
+  attributes = {"POSITION": add(vertices, "VEC3", _ARRAY_BUFFER, bounds=True)}
+  if normals is not None:
+    n = np.asarray(normals, np.float64).reshape(-1, 3)
+    length = np.linalg.norm(n, axis=1, keepdims=True)
+    n = np.where(length > 1e-12, n / np.maximum(length, 1e-12), [0.0, 0.0, 1.0])
+    attributes["NORMAL"] = add(n.astype(np.float32), "VEC3", _ARRAY_BUFFER)
+  indices = add(faces.reshape(-1).astype(np.uint32), "SCALAR", _ELEMENT_ARRAY_BUFFER)
+  meshes, nodes = [], []
+  for i, (name, rgb) in enumerate(colors.items()):
+    rgb = np.asarray(rgb, np.float64).reshape(-1, 3)
+    if rgb.shape[0] != len(vertices):
+      raise ValueError(f"{path}: colour set {name!r} has {rgb.shape[0]} rows for "
+                       f"{len(vertices)} vertices")
+    color = add(srgb_to_linear(rgb).astype(np.float32), "VEC3", _ARRAY_BUFFER)
+    meshes.append({"name": name, "primitives": [{
+        "attributes": dict(attributes, COLOR_0=color), "indices": indices, "material": 0,
+        "mode": 4}]})
+    nodes.append({"name": name, "mesh": i, "translation": [i * float(spacing), 0.0, 0.0]})
+  binary = b"".join(blobs)
+  document = {
+      "asset": {"version": "2.0", "generator": generator},
+      "scene": 0, "scenes": [{"nodes": list(range(len(nodes)))}], "nodes": nodes,
+      "meshes": meshes,
+      "materials": [{"name": "vertex colour", "doubleSided": True, "pbrMetallicRoughness": {
+          "baseColorFactor": [1.0, 1.0, 1.0, 1.0], "metallicFactor": 0.0,
+          "roughnessFactor": 0.8}}],
+      "accessors": accessors, "bufferViews": views,
+      "buffers": [{"byteLength": len(binary)}]}
+  text = json.dumps(document, separators=(",", ":")).encode("utf-8")
+  text += b" " * (-len(text) % 4)
+  total = 12 + 8 + len(text) + 8 + len(binary)
+  with atomic_file.atomic_path(path) as tmp, open(tmp, "wb") as f:
+    f.write(struct.pack("<III", GLB_MAGIC, GLB_VERSION, total))
+    f.write(struct.pack("<II", len(text), _JSON_CHUNK) + text)
+    f.write(struct.pack("<II", len(binary), _BIN_CHUNK) + binary)

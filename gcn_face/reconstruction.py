@@ -7,6 +7,7 @@ coarse 3DMM texture and the GCN-refined one, and the files people use (scripts/r
 """
 
 import dataclasses
+import io
 import json
 import os
 import time
@@ -15,11 +16,13 @@ import numpy as np
 import PIL.Image
 import scipy.ndimage
 import tensorflow as tf
+from absl import logging
 
 import renderer
 from deep3dface import face_model as face_model_lib, fitting, landmarks, posing, rnet as rnet_lib
+from deep3dface import constants
 from gcn_face import (atomic_file, mesh_io, metrics, panels, photo_refinement, prepare,
-                      refinement as refinement_lib, skin_mask, symmetry)
+                      refinement as refinement_lib, skin_mask, symmetry, turntable, viewer)
 from gcn_face.identity import encoder as identity_encoder
 
 SIZE = fitting.SIZE
@@ -335,39 +338,93 @@ def _save_png(path, image):
     PIL.Image.fromarray(np.clip(np.round(image), 0, 255).astype(np.uint8)).save(tmp, "PNG")
 
 
-LABELS = {"coarse": "coarse (3DMM)", "fine": "fine (GCN)", "refined": "refined (per photo)"}
+def _png_bytes(image):
+  buffer = io.BytesIO()
+  PIL.Image.fromarray(np.asarray(image, np.uint8)).save(buffer, "PNG")
+  return buffer.getvalue()
 
 
-def write_outputs(face, directory, triangles):
+LABELS = {"coarse": "coarse (3DMM)", "fine": "fine (GCN)", "refined": "refined (per photo)",
+          "photo": "photo (projected)"}
+GLB_SPACING = 0.25  # metres between the meshes of mesh.glb (a face is ~0.2 m wide)
+UNSEEN_GREY = 128.0  # the photo colour of vertices the photo does not show (viewer.html)
+
+
+def obj_colors(albedo):
+  """OBJ vertex colours: an albedo on [0, 255] as floats clipped to [0, 1] (Deep3D's demo
+  writes clip(colour) / 255; trimesh, Blender and MeshLab read floats)."""
+  return np.clip(np.asarray(albedo, np.float64), 0.0, 255.0) / 255.0
+
+
+def front_facing(triangles, shape, normals):
+  """The triangles wound counter-clockwise about the face's outward normals (glTF's front
+  faces): flipped when their geometric normals disagree with `normals` on the whole."""
+  t = np.asarray(triangles, np.int64)
+  cross = np.cross(shape[t[:, 1]] - shape[t[:, 0]], shape[t[:, 2]] - shape[t[:, 0]])
+  agree = np.sum(cross * (normals[t[:, 0]] + normals[t[:, 1]] + normals[t[:, 2]]))
+  return t if agree >= 0 else t[:, ::-1].copy()
+
+
+def photo_colors(face, triangles):
+  """The aligned photo's colour under each vertex `[N, 3]` (0-255, bilinear) where the vertex
+  is visible in the crop (not behind the mesh, inside the image), UNSEEN_GREY elsewhere."""
+  clip = np.asarray(face.clip_vertices, np.float64)
+  ndc = clip[:, :3] / clip[:, 3:4]
+  col = (ndc[:, 0] + 1.0) * SIZE / 2.0 - 0.5
+  row = (1.0 - ndc[:, 1]) * SIZE / 2.0 - 0.5
+  raster = renderer.rasterize(tf.constant(face.clip_vertices[None], tf.float32),
+                              tf.constant(np.asarray(triangles, np.int32)), SIZE, SIZE)
+  depth = raster.depth.numpy()[0, ::-1]  # row 0 at the top, as the crop
+  ids = raster.triangle_ids.numpy()[0, ::-1]
+  r = np.clip(np.round(row).astype(int), 0, SIZE - 1)
+  c = np.clip(np.round(col).astype(int), 0, SIZE - 1)
+  inside = (row > -0.5) & (row < SIZE - 0.5) & (col > -0.5) & (col < SIZE - 0.5)
+  # A vertex is seen when nothing lies in front of it at its pixel (a few per cent of the
+  # depth range of tolerance: neighbouring triangles share the vertex's depth there).
+  visible = inside & (ids[r, c] >= 0) & (ndc[:, 2] <= depth[r, c] + 2e-3)
+  colors = np.stack([scipy.ndimage.map_coordinates(face.crop[..., k].astype(np.float64),
+                                                   [row, col], order=1, mode="nearest")
+                     for k in range(3)], -1)
+  return np.where(visible[:, None], colors, UNSEEN_GREY)
+
+
+def write_outputs(face, directory, triangles, with_turntable=True, with_viewer=True):
   """Writes one face's files into `directory`; returns result.json's content.
 
   crop.png; coeff.npy; coarse.obj, fine.obj (the GCN's), refined.obj (per-photo refinement):
-  canonical shape in dm, per-vertex albedo as integers 0-255 and normals (the original
-  release's format); mesh.ply (the most refined texture); 224 x 224 and aligned with the
-  crop: skin_mask.png (the evaluated region: rounded coverage x skin mask), holdout_mask.png
-  (the held-out pixels of that region), render_<texture>.png (lit, black where there is no
-  face); strip.png (labelled: photo | each texture | overlay); overlay.png (the most refined
-  texture rendered over the photo at the photo's resolution); result.json last (per texture
-  the masked L1 on the region and on the held-out pixels, seconds).
+  canonical shape in dm, per-vertex albedo as floats in [0, 1] and normals; mesh.ply (the most
+  refined texture); mesh.glb (glTF 2.0 binary, metres: one mesh per texture side by side,
+  sharing positions, normals and triangles); 224 x 224 and aligned with the crop:
+  skin_mask.png (the evaluated region: rounded coverage x skin mask), holdout_mask.png (the
+  held-out pixels of that region), render_<texture>.png (lit, black where there is no face);
+  strip.png (labelled: photo | each texture | overlay); overlay.png (the most refined texture
+  rendered over the photo at the photo's resolution); turntable.gif (coarse | most refined,
+  turning +-60 degrees; `with_turntable`); viewer.html (a 3D viewer of every texture and the
+  projected photo; `with_viewer`, skipped with a warning without three.js); result.json last
+  (per texture the masked L1 on the region and on the held-out pixels, seconds).
   """
   os.makedirs(directory, exist_ok=True)
 
   def join(name):
     return os.path.join(directory, name)
 
-  written = ["crop.png", "coeff.npy", "mesh.ply", "skin_mask.png", "holdout_mask.png",
-             "strip.png", "overlay.png"]
+  written = ["crop.png", "coeff.npy", "mesh.ply", "mesh.glb", "skin_mask.png",
+             "holdout_mask.png", "strip.png", "overlay.png"]
   _save_png(join("crop.png"), face.crop)
   with atomic_file.atomic_path(join("coeff.npy")) as tmp:
     with open(tmp, "wb") as f:
       np.save(f, face.coeff)
   for name, albedo in face.albedos.items():
-    mesh_io.write_obj(join(f"{name}.obj"), face.shape, triangles,
-                      np.clip(np.round(albedo), 0, 255).astype(np.int64), face.normals)
+    mesh_io.write_obj(join(f"{name}.obj"), face.shape, triangles, obj_colors(albedo),
+                      face.normals)
     _save_png(join(f"render_{name}.png"), composite(face.renders[name], face.alpha, 0.0))
     written += [f"{name}.obj", f"render_{name}.png"]
   best = face.best
   mesh_io.write_ply(join("mesh.ply"), face.shape, triangles, face.albedos[best], face.normals)
+  front = front_facing(triangles, face.shape, face.normals)
+  mesh_io.write_glb(join("mesh.glb"), face.shape * constants.METRES_PER_UNIT, front,
+                    {n: obj_colors(a) for n, a in face.albedos.items()}, face.normals,
+                    spacing=GLB_SPACING)
   _save_png(join("skin_mask.png"), face.region * 255.0)
   _save_png(join("holdout_mask.png"), (face.region & face.holdout) * 255.0)
   white = np.full(face.crop.shape, BACKGROUND)
@@ -377,6 +434,22 @@ def write_outputs(face, directory, triangles):
   labels = ["photo"] + [LABELS[n] for n in face.albedos] + ["overlay"]
   _save_png(join("strip.png"), panels.labelled_strip(strip, labels))
   _save_png(join("overlay.png"), pasted)
+  if with_turntable:
+    shown = ["coarse"] + ([best] if best != "coarse" else [])
+    frames = turntable.frames_with_labels(face.shape, triangles,
+                                          [face.albedos[n] for n in shown],
+                                          [LABELS[n] for n in shown])
+    turntable.write_gif(join("turntable.gif"), frames)
+    written.append("turntable.gif")
+  if with_viewer:
+    colors = dict(face.albedos, photo=photo_colors(face, triangles))
+    order = [best] + [n for n in colors if n != best]
+    try:
+      viewer.write(join("viewer.html"), face.shape, triangles, {n: colors[n] for n in order},
+                   LABELS, face.name, _png_bytes(face.crop))
+      written.append("viewer.html")
+    except viewer.ViewerUnavailable as e:
+      logging.warning("no viewer.html: %s", e)
   result = {"name": face.name, "coefficients": face.source, "fit_terms": face.fit_terms,
             "refined": "fine" in face.albedos, "refined_per_photo": "refined" in face.albedos,
             "textures": list(face.albedos), "l1": face.l1(),

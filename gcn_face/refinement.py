@@ -96,7 +96,8 @@ class TextureRefinement(tf.Module):
         {0, 1}, coeff `[B, 257]`, landmarks `[B, 5, 2]` (crop pixels).
 
     Returns:
-      dict of tensors (colours on [-1, 1] unless noted): image, mask,
+      dict of tensors (colours on [-1, 1] unless noted): shape `[B, N, 3]` (canonical,
+        dm), image, mask,
       eroded_mask, coarse_albedo, fine_albedo, coarse_colors, fine_colors
       `[B, N, 3]`, image_colors `[B, N, 3]`, visibility `[B, N]`, embedding,
       identity_features (the encoder's features of the photo),
@@ -124,7 +125,8 @@ class TextureRefinement(tf.Module):
     render_fine, render_coarse = renderer.split_channels(renders, [3, 3])
     composite = losses.composite(to_255(tf.clip_by_value(render_fine, -1.0, 1.0)), image_255,
                                  alpha * mask)
-    return {"image": image, "image_255": image_255, "mask": mask, "eroded_mask": eroded,
+    return {"shape": face.shape, "image": image, "image_255": image_255, "mask": mask,
+            "eroded_mask": eroded,
             "coarse_albedo": coarse_albedo, "fine_albedo": fine_albedo,
             "coarse_colors": coarse_colors, "fine_colors": fine_colors,
             "image_colors": image_colors, "visibility": visibility, "embedding": embedding,

@@ -13,7 +13,7 @@ import time
 
 from absl import app, flags, logging
 
-from scripts.common import SYNTHETIC_MODELS, fail, user_path
+from scripts.common import SYNTHETIC_MODELS, fail, user_path, quiet_tensorflow
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("template", "checkpoints/BFM/BFM_model_front.mat",
@@ -68,4 +68,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  quiet_tensorflow()
   app.run(main)

@@ -2,6 +2,8 @@
 
 import os
 import re
+import sys
+import threading
 
 
 def user_path(path):
@@ -117,3 +119,52 @@ def load_refinement(checkpoint_dir, rnet_model=None):
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.info("GCN texture refinement from %s", latest)
   return module, model, config
+
+
+TF_LOGS_ENV = "GCN_FACE_TF_LOGS"  # 1: keep TensorFlow's C++ start-up and info lines
+# TensorFlow's C++ info/warning lines (glog prefix: I1202 12:00:00.1 123 file.cc:45]), the
+# abseil notice that precedes them, and the CPU-feature banner's second line.
+_TF_LINE = re.compile(r"^[IW]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\]|^WARNING: All log messages before "
+                      r"absl::InitializeLog|^To enable the following instructions")
+
+
+def _verbose(argv):
+  """Whether absl's --verbosity / -v asks for 1 or more."""
+  for i, arg in enumerate(argv):
+    for flag in ("--verbosity", "-v"):
+      value = (arg[len(flag) + 1:] if arg.startswith(flag + "=")
+               else argv[i + 1] if arg == flag and i + 1 < len(argv) else None)
+      if value is not None and value.lstrip("-").isdigit() and int(value) >= 1:
+        return True
+  return False
+
+
+def quiet_tensorflow(argv=None):
+  """Keeps TensorFlow's C++ start-up banner, oneDNN notice and info lines (e.g. a
+  'Sharding callback duration' line per checkpoint) out of a program's stderr unless
+  --verbosity >= 1 or $GCN_FACE_TF_LOGS=1. Call before TensorFlow is imported, from a
+  program's `__main__` block only (it redirects file descriptor 2).
+
+  TF_CPP_MIN_LOG_LEVEL=2 (unless set) silences most; the lines TensorFlow prints before it
+  reads that variable are dropped by a filter on the C-level stderr, while Python's own
+  writes (absl logging, error messages) go straight to the terminal."""
+  argv = sys.argv if argv is None else argv
+  if os.environ.get(TF_LOGS_ENV) == "1" or _verbose(argv):
+    return
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  sys.stderr.flush()
+  terminal = os.dup(2)
+  sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, errors="backslashreplace")
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.get_absl_handler().python_handler.stream = sys.stderr
+  read, write = os.pipe()
+  os.dup2(write, 2)
+  os.close(write)
+
+  def forward():
+    with os.fdopen(read, "rb") as lines:
+      for line in lines:
+        if not _TF_LINE.match(line.decode("utf-8", "replace")):
+          os.write(terminal, line)
+
+  threading.Thread(target=forward, name="tf-log-filter", daemon=True).start()

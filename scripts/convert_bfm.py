@@ -13,7 +13,7 @@ import time
 
 from absl import app, flags, logging
 
-from scripts.common import fail, user_path
+from scripts.common import fail, user_path, quiet_tensorflow
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("bfm_dir", "checkpoints/BFM", "Folder holding the inputs (Deep3D's BFM/).")
@@ -55,4 +55,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  quiet_tensorflow()
   app.run(main)

@@ -20,7 +20,8 @@ import os
 from absl import app, flags, logging
 import numpy as np
 
-from scripts.common import Progress, fail, load_refinement, require_compiled_ops, user_path
+from scripts.common import (Progress, fail, load_refinement, quiet_tensorflow,
+                            require_compiled_ops, user_path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "data/synthetic", "Dataset folder (records.py format).")
@@ -191,4 +192,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  quiet_tensorflow()
   app.run(main)

@@ -9,7 +9,8 @@ continues after its last complete shard.
 
 from absl import app, flags, logging
 
-from scripts.common import Progress, fail, load_face_model, require_compiled_ops, user_path
+from scripts.common import (Progress, fail, load_face_model, quiet_tensorflow,
+                            require_compiled_ops, user_path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "data/synthetic", "Dataset folder (TFRecord shards + manifest).")
@@ -78,4 +79,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  quiet_tensorflow()
   app.run(main)

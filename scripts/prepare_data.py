@@ -24,7 +24,7 @@ from absl import app, flags, logging
 import numpy as np
 
 from scripts.common import (Progress, error_line, fail, load_face_model, require_compiled_ops,
-                            user_path)
+                            user_path, quiet_tensorflow)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_dir", None, "Folder of photos (searched recursively).")
@@ -202,4 +202,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  quiet_tensorflow()
   app.run(main)

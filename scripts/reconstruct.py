@@ -13,9 +13,11 @@ checkpoints/bfm09_face_normal), and with --refine_steps the texture refined on t
 itself (gcn_face/photo_refinement.py). A seeded 20 % of the skin pixels (--holdout_fraction)
 never enters a loss; result.json reports each texture's L1 on them. Files per photo in
 <output_dir>/<name>/ (gcn_face.reconstruction.write_outputs): crop.png, coeff.npy,
-coarse.obj, fine.obj, refined.obj, mesh.ply, skin_mask.png, holdout_mask.png,
-render_<texture>.png, strip.png (labelled photo | textures | overlay), overlay.png (rendered
-at the photo's resolution), result.json.
+coarse.obj, fine.obj, refined.obj (vertex colours as floats in [0, 1]), mesh.ply, mesh.glb
+(glTF 2.0: one mesh per texture), skin_mask.png, holdout_mask.png, render_<texture>.png,
+strip.png (labelled photo | textures | overlay), overlay.png (rendered at the photo's
+resolution), turntable.gif, viewer.html (opens from file://: orbit, switch textures and the
+projected photo), result.json.
 A photo whose result.json exists is skipped (a killed run resumes; --overwrite
 redoes it); a bad photo is reported and the run goes on; the exit status is 1 only
 when no photo succeeded.
@@ -28,7 +30,7 @@ from absl import app, flags, logging
 
 from scripts import assets
 from scripts.common import (Progress, error_line, fail, format_seconds, load_face_model,
-                            load_refinement, require_compiled_ops, user_path)
+                            load_refinement, require_compiled_ops, user_path, quiet_tensorflow)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "A photo, a folder of photos (recursive) or a .txt list.")
@@ -56,6 +58,9 @@ flags.DEFINE_integer("holdout_seed", 0, "Seed of the held-out pixels (with the p
 flags.DEFINE_string("segmenter", "landmarks_colour",
                     "Skin mask: landmarks_colour, landmarks, or module:function.")
 flags.DEFINE_bool("overwrite", False, "Redo photos that already have a result.json.")
+flags.DEFINE_bool("turntable", True, "Write turntable.gif (coarse | most refined, +-60 degrees).")
+flags.DEFINE_bool("viewer", True,
+                  "Write viewer.html (a 3D viewer; needs three.js: `npm ci` in the project).")
 flags.DEFINE_bool("all_faces", False,
                   "Every face of a photo (<name>, <name>_face1, ...); default: the largest.")
 
@@ -167,7 +172,8 @@ def main(argv):
     try:
       # The photo's own folder (its largest face) last: its result.json marks the photo done.
       for face in reversed(rec.reconstruct_all(path, name)):
-        reconstruction.write_outputs(face, os.path.join(output_dir, face.name), rec.triangles)
+        reconstruction.write_outputs(face, os.path.join(output_dir, face.name), rec.triangles,
+                                     FLAGS.turntable, FLAGS.viewer)
         l1 = face.l1()
         logging.info("%s: %s (%s coefficients; held-out L1 %s; %.1f s)", face.name,
                      os.path.join(output_dir, face.name), face.source,
@@ -193,4 +199,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  quiet_tensorflow()
   app.run(main)

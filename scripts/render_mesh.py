@@ -12,7 +12,7 @@ import os
 import numpy as np
 from absl import app, flags, logging
 
-from scripts.common import fail, require_compiled_ops, user_path
+from scripts.common import fail, require_compiled_ops, user_path, quiet_tensorflow
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("mesh", "cube", "'cube', or an OBJ file (v/f lines; extra v columns ignored).")
@@ -62,4 +62,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  quiet_tensorflow()
   app.run(main)

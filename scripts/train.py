@@ -29,7 +29,7 @@ import time
 from absl import app, flags, logging
 
 from scripts.common import (SYNTHETIC_MODELS, Progress, fail, format_seconds, load_face_model,
-                            require_compiled_ops, user_path)
+                            require_compiled_ops, user_path, quiet_tensorflow)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "data/synthetic", "Dataset folder (records.py format).")
@@ -83,6 +83,9 @@ flags.DEFINE_integer("seed", 2, "Random seed (data order, initialisation, WGAN-G
 flags.DEFINE_integer("shuffle_buffer", 10, "Shuffle buffer (the release's 10).")
 flags.DEFINE_integer("checkpoint_every", 500, "Checkpoint every N steps (and at epoch ends).")
 flags.DEFINE_integer("summary_every", 20, "TensorBoard scalars every N steps.")
+flags.DEFINE_bool("mesh_summaries", True,
+                  "TensorBoard meshes (mesh plugin) of the first validation face at each "
+                  "validation: input-coloured (the photo under the vertices), coarse, fine.")
 flags.DEFINE_bool("restore", False, "Continue from the latest checkpoint in --checkpoint_dir.")
 flags.DEFINE_bool("deterministic", True, "Deterministic TensorFlow ops (same --seed, same run).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
@@ -240,10 +243,14 @@ def validate(trainer, val, writer, step):
   """Mean loss terms on the validation split and a strip of its first faces."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from gcn_face import losses, refinement, training  # pylint: disable=g-import-not-at-top
-  history, strip = [], None
+  history, strip, meshes = [], None, None
   for batch in val:
     terms, out = trainer.evaluate(_inputs(batch))
     history.append(terms)
+    if meshes is None:
+      meshes = {name: out[key][:1] for name, key in (
+          ("input", "image_colors"), ("coarse", "coarse_albedo"), ("fine", "fine_albedo"))}
+      meshes["shape"] = out["shape"][:1]
     if strip is None:
       coarse = losses.composite(refinement.to_255(tf.clip_by_value(out["render_coarse"], -1, 1)),
                                 out["image_255"], out["render_alpha"] * out["mask"])
@@ -255,7 +262,23 @@ def validate(trainer, val, writer, step):
     for name, value in means.items():
       tf.summary.scalar(f"val/{name}", value)
     tf.summary.image("val/input_coarse_fine", strip, max_outputs=4)
+    if FLAGS.mesh_summaries and meshes is not None:
+      write_mesh_summaries(meshes, trainer.refinement.triangles)
   return means
+
+
+def write_mesh_summaries(meshes, triangles):
+  """val/mesh_<input|coarse|fine>: the first validation face's shape with per-vertex colours
+  (uint8) in TensorBoard's mesh plugin, at the writer's current step."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorboard.plugins.mesh import summary_v2  # pylint: disable=g-import-not-at-top
+  from gcn_face import refinement  # pylint: disable=g-import-not-at-top
+  faces = tf.cast(tf.convert_to_tensor(triangles)[None], tf.int32)
+  for name in ("input", "coarse", "fine"):
+    colors = tf.cast(tf.round(refinement.to_255(tf.clip_by_value(meshes[name], -1.0, 1.0))),
+                     tf.uint8)
+    summary_v2.mesh(f"val/mesh_{name}", meshes["shape"], faces=faces, colors=colors,
+                    description=f"{name} colours on the face's canonical shape (dm)")
 
 
 def main(argv):
@@ -337,4 +360,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  quiet_tensorflow()
   app.run(main)

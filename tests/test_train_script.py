@@ -2,6 +2,7 @@
 uninterrupted run, restore refusal, bad data folders, and data-parallel runs (two logical CPU
 devices; two worker processes over loopback) that match the one-device run."""
 
+import glob
 import json
 import os
 import signal
@@ -187,3 +188,25 @@ def test_strategy_errors(dataset_dir, tmp_path, args, env, message):
       timeout=300, env={**{k: v for k, v in os.environ.items() if k != "TF_CONFIG"}, **env},
       check=False)
   assert_one_line_error(result, message)
+
+
+def test_validation_writes_mesh_summaries(straight):
+  """TensorBoard's mesh plugin gets the first validation face, input-coloured, coarse and
+  fine, with per-vertex colours, at each validation."""
+  seen = {}
+  for path in glob.glob(os.path.join(straight, "logs", "*tfevents*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag.startswith("val/mesh_"):
+          seen[(value.tag, event.step)] = tf.make_ndarray(value.tensor)
+  steps = sorted({step for _, step in seen})
+  assert steps and steps[-1] == 12
+  vertices = seen[("val/mesh_fine_VERTEX", 12)]
+  faces = seen[("val/mesh_fine_FACE", 12)]
+  assert vertices.ndim == 3 and vertices.shape[0] == 1 and vertices.shape[2] == 3
+  assert faces.max() < vertices.shape[1] and faces.shape[2] == 3
+  colors = {n: seen[(f"val/mesh_{n}_COLOR", 12)].astype(np.float64)
+            for n in ("input", "coarse", "fine")}
+  for name, value in colors.items():
+    assert value.shape == vertices.shape and value.std() > 1.0, name
+  assert np.abs(colors["input"] - colors["coarse"]).mean() > 1.0
