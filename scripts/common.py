@@ -1,5 +1,6 @@
 """Helpers shared by the command-line programs."""
 
+import logging as pylogging
 import os
 import re
 import sys
@@ -139,6 +140,13 @@ def _verbose(argv):
   return False
 
 
+_TF_PACKAGE = os.sep + "tensorflow" + os.sep
+
+
+def _not_tensorflow_info(record):
+  return record.levelno >= pylogging.WARNING or _TF_PACKAGE not in record.pathname
+
+
 def quiet_tensorflow(argv=None):
   """Keeps TensorFlow's C++ start-up banner, oneDNN notice and info lines (e.g. a
   'Sharding callback duration' line per checkpoint) out of a program's stderr unless
@@ -157,6 +165,9 @@ def quiet_tensorflow(argv=None):
   sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1, errors="backslashreplace")
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.get_absl_handler().python_handler.stream = sys.stderr
+  # TensorFlow's Python modules log info lines through absl too, e.g. "Sharding callback
+  # duration" at every checkpoint: drop those below WARNING, keep the programs' own.
+  logging.get_absl_handler().addFilter(_not_tensorflow_info)
   read, write = os.pipe()
   os.dup2(write, 2)
   os.close(write)
