@@ -36,4 +36,5 @@ mkdir -p out
 "$PYTHON" -c "import PIL.Image, skimage.data; PIL.Image.fromarray(skimage.data.astronaut()).save('out/astronaut.png')"
 "$PYTHON" -m scripts.reconstruct --input=out/astronaut.png --output_dir=out/reconstruct
 echo "Results: out/evaluate/synthetic/results.md and out/evaluate/synthetic_seed1/results.md"
-echo "         (coarse vs GCN, examples.png), out/reconstruct/astronaut/ (OBJ, PLY, strip, overlay)."
+echo "         (coarse vs GCN, examples.png), out/reconstruct/astronaut/ (OBJ, PLY, mesh.glb,"
+echo "         viewer.html, turntable.gif, strip, overlay)."

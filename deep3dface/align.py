@@ -24,21 +24,32 @@ from deep3dface import constants
 RESAMPLE = {"bicubic": PIL.Image.BICUBIC, "bilinear": PIL.Image.BILINEAR}
 MIN_IMAGE_SIZE = 16  # pixels; smaller images cannot hold a detectable face
 MIN_LANDMARK_SPREAD = 2.0  # pixels; 5 points closer together than this fit no face
+# A photo larger is refused before it is decoded: a 9400 x 9400 PNG of 277 KB (under PIL's
+# 89-megapixel bomb warning) held 4.9 GB for a minute. 40 MP: every phone's default output.
+MAX_PHOTO_PIXELS = 40_000_000
+MAX_TEXT_BYTES = 64 << 20  # landmark files and photo lists: a larger one is not ours
 
 
 class InputError(ValueError):
   """An unusable input file (image or landmarks); the message is one line naming it."""
 
 
-def load_image(path):
+def load_image(path, max_pixels=MAX_PHOTO_PIXELS):
   """Reads an image as `[H, W, 3]` uint8 RGB.
 
   Applies the EXIF orientation, converts grayscale/palette/RGBA/16-bit images
-  to 8-bit RGB (alpha is dropped), and raises InputError for unreadable,
-  truncated or tiny files.
+  to 8-bit RGB (alpha is dropped), and raises InputError for missing, non-regular
+  (a FIFO would block), unreadable, truncated, tiny or over-`max_pixels` files (checked
+  from the header, before decoding).
   """
+  check_regular_file(path)
   try:
     with PIL.Image.open(path) as img:
+      width, height = img.size
+      if max_pixels and width * height > max_pixels:
+        raise InputError(f"{path}: image is {width}x{height} pixels "
+                         f"({width * height / 1e6:.1f} MP), more than the limit of "
+                         f"{max_pixels / 1e6:g} MP (--max_photo_megapixels)")
       img.load()
       img = PIL.ImageOps.exif_transpose(img)
       if img.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -49,6 +60,8 @@ def load_image(path):
   except FileNotFoundError:
     raise InputError(f"{path}: no such file") from None
   except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as e:
+    if isinstance(e, InputError):
+      raise
     raise InputError(f"{path}: unreadable or truncated image ({str(e).splitlines()[0]})") from None
   if min(rgb.shape[:2]) < MIN_IMAGE_SIZE:
     raise InputError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]} pixels, smaller than "
@@ -56,13 +69,22 @@ def load_image(path):
   return rgb
 
 
+def check_regular_file(path):
+  """InputError unless `path` is an existing regular file (not a FIFO, device or folder)."""
+  if not os.path.exists(path):
+    raise InputError(f"{path}: no such file")
+  if not os.path.isfile(path):
+    raise InputError(f"{path}: not a regular file")
+
+
 def read_text_lines(path, what):
   """The non-blank lines of a UTF-8 text file; InputError naming the file when it is missing,
   unreadable, not a regular file, or binary."""
+  check_regular_file(path)
+  if os.path.getsize(path) > MAX_TEXT_BYTES:
+    raise InputError(f"{path}: {os.path.getsize(path)} bytes, more than {MAX_TEXT_BYTES >> 20} "
+                     f"MiB; not {what}")
   try:
-    if not os.path.isfile(path):
-      raise InputError(f"{path}: no such file" if not os.path.exists(path)
-                       else f"{path}: not a regular file")
     with open(path, encoding="utf-8") as f:
       return [line for line in f if line.strip()]
   except UnicodeDecodeError:

@@ -95,6 +95,8 @@ def read_expression_basis(path, num_vertices):
 
 def read_std_exp(path, count):
   """std_exp.txt -> float64 `[count]`."""
+  if not os.path.isfile(path):
+    _fail(path, "no such file" if not os.path.exists(path) else "not a regular file")
   try:
     values = np.loadtxt(path, dtype=np.float64).reshape(-1)
   except (OSError, ValueError) as e:

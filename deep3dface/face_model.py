@@ -72,10 +72,12 @@ class FaceModel(tf.Module):
       normals and pose + lighting, CPU only: ~2x faster forward, ~3.5x
       faster fitting steps), "matmul" (tf ops, all in one XLA function) or
       "auto" (op unless TensorFlow sees a GPU).
+    xla: compile the tf-op formation with XLA (False: plain TensorFlow ops, as a SavedModel
+      for TensorFlow Serving needs; `gcn_face.export`).
   """
 
   def __init__(self, model, normals="deep3d", near_clip=constants.NEAR_CLIP,
-               far_clip=constants.FAR_CLIP, basis_kernel="auto", name=None):
+               far_clip=constants.FAR_CLIP, basis_kernel="auto", xla=True, name=None):
     super().__init__(name=name)
     if normals not in NORMAL_MODES:
       raise ValueError(f"normals must be one of {NORMAL_MODES}, got {normals!r}")
@@ -105,7 +107,8 @@ class FaceModel(tf.Module):
     # and light); with a GPU it is one XLA function of tf ops.
     self._use_ops = (basis_kernel == "op" or
                       (basis_kernel == "auto" and face_ops.use_op()))
-    self._form = tf.function(self._form_impl, jit_compile=True, reduce_retracing=True)
+    self._form = (tf.function(self._form_impl, jit_compile=True, reduce_retracing=True) if xla
+                  else self._form_impl)
 
   def shape(self, identity, expression):
     """Canonical shape `[B, N, 3]` (dm) from `[B, 80]` identity and `[B, 64]` expression."""

@@ -52,7 +52,38 @@ def read_graph_def(path):
                            f"({type(e).__name__})") from None
   if not graph_def.node:
     raise GraphFormatError(f"{path}: empty or truncated GraphDef (no nodes)")
+  for node in graph_def.node:
+    if node.op == "Const":
+      _check_constant(node, path)
   return graph_def
+
+
+MAX_BROADCAST_ELEMENTS = 1 << 24  # a constant stored as one value repeated (64 MiB of float32)
+
+
+def _check_constant(node, path):
+  """GraphFormatError unless a Const's declared shape fits what it stores: its bytes exactly,
+  or a few values TensorFlow repeats over a shape of at most MAX_BROADCAST_ELEMENTS (a
+  100-byte file declaring [7, 7, 3, 6.4e9] would otherwise allocate terabytes)."""
+  tensor = node.attr["value"].tensor
+  dims = [d.size for d in tensor.tensor_shape.dim]
+  if any(d < 0 for d in dims):
+    raise GraphFormatError(f"{path}: constant '{node.name}' has a negative dimension {dims}")
+  elements = int(np.prod(dims, dtype=object)) if dims else 1
+  try:
+    itemsize = tf.dtypes.as_dtype(tensor.dtype).size
+  except TypeError:
+    raise GraphFormatError(f"{path}: constant '{node.name}' has an unknown dtype "
+                           f"{tensor.dtype}") from None
+  if tensor.tensor_content:
+    if len(tensor.tensor_content) != elements * itemsize:
+      raise GraphFormatError(f"{path}: constant '{node.name}' declares shape {dims} "
+                             f"({elements * itemsize} bytes) but stores "
+                             f"{len(tensor.tensor_content)} bytes")
+  elif elements > MAX_BROADCAST_ELEMENTS and tensor.dtype != tf.string.as_datatype_enum:
+    raise GraphFormatError(f"{path}: constant '{node.name}' declares shape {dims} "
+                           f"({elements} elements) from a few stored values; refusing to "
+                           "allocate it")
 
 
 def graph_constants(graph_def):

@@ -13,9 +13,12 @@ import collections
 import os
 
 import numpy as np
+import PIL.Image
 
 from deep3dface import align
 
+# Photos larger are searched for faces downscaled to this many pixels (2000 x 2000).
+DETECTION_MAX_PIXELS = 4_000_000
 HOG_UPSAMPLE = 1  # the release's dlib.get_frontal_face_detector()(img, 1)
 SELECT_LARGEST = "largest"
 SELECT_ALL = "all"
@@ -103,7 +106,7 @@ class LandmarkDetector:
     image = np.ascontiguousarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
       raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
-    rects, scores, _ = self._detector.run(image, self._upsample)
+    rects, scores = self._detect_boxes(image)
     order = sorted(range(len(rects)), key=lambda i: -rects[i].area())
     if self._select == SELECT_LARGEST:
       order = order[:1]
@@ -119,6 +122,23 @@ class LandmarkDetector:
                                 score=float(scores[i]), landmarks=points,
                                 five=align.five_from_68(points)))
     return faces
+
+  def _detect_boxes(self, image):
+    """dlib's HOG boxes (rectangles in `image`'s pixels) and scores; a photo above
+    DETECTION_MAX_PIXELS is searched downscaled (HOG's time and memory grow with the pixels
+    times 4^upsample), its boxes scaled back for the predictor at full resolution."""
+    height, width = image.shape[:2]
+    scale = min(1.0, (DETECTION_MAX_PIXELS / float(height * width)) ** 0.5)
+    if scale == 1.0:
+      rects, scores, _ = self._detector.run(image, self._upsample)
+      return rects, scores
+    small = np.asarray(PIL.Image.fromarray(image).resize(
+        (max(1, round(width * scale)), max(1, round(height * scale))), PIL.Image.BILINEAR))
+    rects, scores, _ = self._detector.run(small, self._upsample)
+    back = [self._dlib.rectangle(int(round(r.left() / scale)), int(round(r.top() / scale)),
+                                 int(round(r.right() / scale)), int(round(r.bottom() / scale)))
+            for r in rects]
+    return back, scores
 
   def five_points(self, image, name="image"):
     """The largest face's 5 alignment points `[5, 2]`; NoFaceError naming `name` if none."""

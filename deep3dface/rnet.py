@@ -181,8 +181,8 @@ def from_frozen_graph(path, verify=True):
   return model
 
 
-def export_saved_model(model, path):
-  """Writes a SavedModel with signature `serving_default(input_imgs)` -> {coeff, pool5}."""
+def serving_module(model):
+  """A tf.Module whose `serve(input_imgs [None, 224, 224, 3] float32 BGR)` -> {coeff, pool5}."""
   size = constants.IMAGE_SIZE
   module = tf.Module()
   module.model = model
@@ -193,4 +193,11 @@ def export_saved_model(model, path):
     return {"coeff": coeff, "pool5": pool5}
 
   module.serve = serve
-  tf.saved_model.save(module, path, signatures={"serving_default": serve})
+  return module
+
+
+def export_saved_model(model, path):
+  """Writes a SavedModel with signature `serving_default(input_imgs)` -> {coeff, pool5}
+  (`gcn_face.export.export_rnet` writes it atomically, with a manifest)."""
+  module = serving_module(model)
+  tf.saved_model.save(module, path, signatures={"serving_default": module.serve})

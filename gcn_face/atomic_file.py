@@ -29,9 +29,17 @@ def write_json(path, data):
     f.write("\n")
 
 
+MAX_JSON_BYTES = 64 << 20  # manifests and run configs are kilobytes
+
+
 def read_json(path, error, missing):
   """The JSON object in `path`; `error(message)` naming the file when it is missing (with the
-  `missing` explanation), unreadable or not an object."""
+  `missing` explanation), not a regular file, over MAX_JSON_BYTES, unreadable or not an
+  object."""
+  if os.path.lexists(path) and not os.path.isfile(path):
+    raise error(f"{path}: not a regular file")
+  if os.path.isfile(path) and os.path.getsize(path) > MAX_JSON_BYTES:
+    raise error(f"{path}: {os.path.getsize(path)} bytes, too large for a manifest")
   try:
     with open(path) as f:
       data = json.load(f)

@@ -3,6 +3,7 @@ binary PLY writing (per-vertex colours and normals) and atomic glTF 2.0 binary (
 (several vertex-coloured meshes of one shape)."""
 
 import json
+import math
 import struct
 
 import numpy as np
@@ -26,22 +27,27 @@ def read_obj(path):
   vertices, faces = [], []
   number, line = 0, ""
   try:
-    with open(path) as f:
-      for number, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+      for number, raw in enumerate(f, 1):
+        line = raw.decode("utf-8")
         parts = line.split()
         if not parts:
           continue
         if parts[0] == "v":
-          vertices.append([float(x) for x in parts[1:4]])
+          vertex = [float(x) for x in parts[1:4]]
+          if not all(math.isfinite(x) for x in vertex):
+            raise ValueError(f"{path}:{number}: vertex coordinate is not finite "
+                             f"{line.strip()!r}")
+          vertices.append(vertex)
         elif parts[0] == "f":
-          ids = [int(p.split("/")[0]) for p in parts[1:]]
-          if len(ids) < 3:
-            raise ValueError
-          ids = [i - 1 if i > 0 else len(vertices) + i for i in ids]
-          faces.extend([ids[0], ids[k], ids[k + 1]] for k in range(1, len(ids) - 1))
-  except (OSError, UnicodeDecodeError) as e:
-    raise ValueError(f"{path}: cannot read OBJ ({e})") from None
-  except (ValueError, IndexError):
+          faces.extend(_face_triangles(path, number, line, parts, len(vertices)))
+  except OSError as e:
+    raise ValueError(f"{path}: cannot read OBJ ({e.strerror or e})") from None
+  except UnicodeDecodeError:
+    raise ValueError(f"{path}:{number}: not UTF-8 text; not an OBJ file") from None
+  except ValueError as e:
+    if str(e).startswith(f"{path}:"):
+      raise
     raise ValueError(f"{path}:{number}: malformed line {line.strip()!r}") from None
   if any(len(v) != 3 for v in vertices):
     raise ValueError(f"{path}: a 'v' line has fewer than 3 coordinates")
@@ -52,7 +58,29 @@ def read_obj(path):
   if faces.min() < 0 or faces.max() >= len(vertices):
     bad = faces.max() + 1 if faces.max() >= len(vertices) else faces.min() + 1
     raise ValueError(f"{path}: face index {bad} out of range 1..{len(vertices)}")
+  corners = vertices[faces]
+  areas = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]),
+                         axis=-1)
+  if not np.any(areas > 0.0):
+    raise ValueError(f"{path}: degenerate mesh (every triangle has zero area)")
   return vertices, faces.astype(np.int32)
+
+
+MAX_OBJ_INDEX = 2**31 - 1  # int32 triangles
+
+
+def _face_triangles(path, number, line, parts, num_vertices):
+  """The fan triangles (0-based) of an `f` line; ValueError naming the line for index 0 (OBJ
+  counts from 1), an index beyond int32 or a relative index before the first vertex."""
+  ids = [int(p.split("/")[0]) for p in parts[1:]]
+  if len(ids) < 3:
+    raise ValueError(f"{path}:{number}: a face needs 3 or more vertices {line.strip()!r}")
+  for i in ids:
+    if i == 0 or abs(i) > MAX_OBJ_INDEX or (i < 0 and -i > num_vertices):
+      raise ValueError(f"{path}:{number}: face index {i} out of range (OBJ indices count "
+                       f"from 1; negative ones back from the {num_vertices} vertices so far)")
+  ids = [i - 1 if i > 0 else num_vertices + i for i in ids]
+  return [[ids[0], ids[k], ids[k + 1]] for k in range(1, len(ids) - 1)]
 
 
 def write_obj(path, vertices, faces, colors=None, normals=None):

@@ -25,6 +25,7 @@ import math
 import os
 import re
 import tempfile
+import zipfile
 
 import numpy as np
 import scipy.sparse
@@ -625,6 +626,8 @@ class CacheError(ValueError):
 def load(directory, key=None):
   """Reads a cache written by `save`; checks the key (if given) and every file's hash."""
   manifest_path = os.path.join(directory, "manifest.json")
+  if os.path.lexists(manifest_path) and not _is_regular_file(manifest_path):
+    raise CacheError(f"{manifest_path}: not a regular file")
   try:
     with open(manifest_path) as fh:
       manifest = json.load(fh)
@@ -643,6 +646,9 @@ def load(directory, key=None):
       raise CacheError(f"{manifest_path}: lists {name!r}, not a cache file name")
     if not _is_regular_file(path) or _sha256(path) != digest:
       raise CacheError(f"{path}: missing or corrupt (SHA-256 mismatch)")
+  if not (isinstance(sizes, list) and sizes and
+          all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in sizes)):
+    raise CacheError(f"{manifest_path}: 'sizes' is not a list of positive level sizes")
   levels = len(sizes)
   try:
     mats = {attr: [scipy.sparse.load_npz(os.path.join(directory, f"{prefix}{i}.npz")).tocsr()
@@ -654,11 +660,36 @@ def load(directory, key=None):
         vertices.append(mesh["vertices"])
         faces.append(mesh["faces"])
     sampling = Sampling(vertices=vertices, faces=faces, **mats)
-  except (OSError, ValueError, KeyError) as e:
-    raise CacheError(f"{directory}: unreadable cache file ({e})") from None
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    raise CacheError(f"{directory}: unreadable cache file ({type(e).__name__}: {e})") from None
   if sampling.sizes != sizes:
     raise CacheError(f"{directory}: level sizes {sampling.sizes} differ from the manifest {sizes}")
+  check_sampling(sampling, directory)
   return sampling
+
+
+def check_sampling(sampling, where):
+  """CacheError naming `where` unless every array is finite and consistent with the level
+  sizes: [M_l, 3] vertices, faces in [0, M_l), square Laplacians, D [M_{l+1}, M_l] and
+  U [M_l, M_{l+1}] (a cache whose hashes were rewritten to match is still checked)."""
+  sizes = sampling.sizes
+  for level, (v, f) in enumerate(zip(sampling.vertices, sampling.faces)):
+    if v.ndim != 2 or v.shape[1] != 3 or not np.all(np.isfinite(v)):
+      raise CacheError(f"{where}: level {level} vertices are not finite [M, 3]")
+    if (f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer) or
+        (f.size and (f.min() < 0 or f.max() >= sizes[level]))):
+      raise CacheError(f"{where}: level {level} faces are not [F, 3] indices in "
+                       f"[0, {sizes[level]})")
+  expected = {"adjacency": [(m, m) for m in sizes], "laplacians": [(m, m) for m in sizes],
+              "down": list(zip(sizes[1:], sizes[:-1])), "up": list(zip(sizes[:-1], sizes[1:]))}
+  for attr, shapes in expected.items():
+    matrices = getattr(sampling, attr)
+    if len(matrices) != len(shapes):
+      raise CacheError(f"{where}: {len(matrices)} {attr} matrices for {len(sizes)} levels")
+    for level, (matrix, shape) in enumerate(zip(matrices, shapes)):
+      if matrix.shape != shape or not np.all(np.isfinite(matrix.data)):
+        raise CacheError(f"{where}: {attr}[{level}] is not a finite {shape[0]} x {shape[1]} "
+                         "matrix")
 
 
 def load_or_build(vertices, faces, factors=DEFAULT_FACTORS, directory=None, name="template",

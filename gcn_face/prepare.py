@@ -38,9 +38,18 @@ def list_images(directory):
 def read_alpha_mask(path):
   """The original's mask format: alpha (or a single channel) 255 on skin -> bool `[H, W]`."""
   try:
+    align.check_regular_file(path)
+  except align.InputError as e:
+    raise PrepareError(str(e)) from None
+  try:
     with PIL.Image.open(path) as img:
+      if img.size[0] * img.size[1] > align.MAX_PHOTO_PIXELS:
+        raise PrepareError(f"{path}: mask is {img.size[0]}x{img.size[1]} pixels, more than "
+                           f"{align.MAX_PHOTO_PIXELS / 1e6:g} MP")
       img.load()
       array = np.asarray(img)
+  except PrepareError:
+    raise
   except (OSError, SyntaxError, ValueError) as e:
     raise PrepareError(f"{path}: unreadable mask ({str(e).splitlines()[0]})") from None
   if array.ndim == 3:
@@ -78,11 +87,14 @@ class FacePreparer:
   Args:
     segmenter: `skin_mask.SEGMENTERS` name or 'module:function'.
     select: deep3dface.landmarks.SELECT_LARGEST, or SELECT_ALL for all_from_photo.
+    max_photo_pixels: larger photos are refused from their header (`align.load_image`).
   """
 
-  def __init__(self, segmenter="landmarks_colour", select=landmarks.SELECT_LARGEST):
+  def __init__(self, segmenter="landmarks_colour", select=landmarks.SELECT_LARGEST,
+               max_photo_pixels=align.MAX_PHOTO_PIXELS):
     self.detector = landmarks.LandmarkDetector(select=select)
     self.segment = skin_mask.load_segmenter(segmenter)
+    self.max_photo_pixels = max_photo_pixels
 
   def from_photo(self, path, mask_path=None, keep_photo=False):
     """Returns dict(image uint8 [224,224,3], mask bool, landmarks [5,2], landmarks68 [68,2]);
@@ -92,7 +104,7 @@ class FacePreparer:
   def all_from_photo(self, path, mask_path=None, keep_photo=False, limit=None):
     """from_photo's dict for each face of the photo (largest first, at most `limit`)."""
     try:
-      image = align.load_image(path)
+      image = align.load_image(path, self.max_photo_pixels)
     except align.InputError as e:
       raise PrepareError(str(e)) from None
     faces = self.detector.detect(image)[:limit]
@@ -141,9 +153,9 @@ class FacePreparer:
 _WORKER = {}
 
 
-def init_worker(segmenter):
+def init_worker(segmenter, max_photo_pixels=align.MAX_PHOTO_PIXELS):
   """Process-pool initializer: one detector per worker (dlib objects do not pickle)."""
-  _WORKER["preparer"] = FacePreparer(segmenter)
+  _WORKER["preparer"] = FacePreparer(segmenter, max_photo_pixels=max_photo_pixels)
 
 
 def prepare_item(item):

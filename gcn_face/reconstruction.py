@@ -20,7 +20,7 @@ from absl import logging
 
 import renderer
 from deep3dface import face_model as face_model_lib, fitting, landmarks, posing, rnet as rnet_lib
-from deep3dface import constants
+from deep3dface import align, constants
 from gcn_face import (atomic_file, mesh_io, metrics, panels, photo_refinement, prepare,
                       refinement as refinement_lib, skin_mask, symmetry, turntable, viewer)
 from gcn_face.identity import encoder as identity_encoder
@@ -98,18 +98,20 @@ class Reconstructor:
     holdout_fraction, holdout_seed: the skin pixels no loss sees
       (`photo_refinement.holdout_mask`; 0 to use them all).
     encoder: identity encoder of the refinement's L_id (default: the GCN's, else dlib's).
+    max_photo_pixels: larger photos are refused from their header (`align.load_image`).
   """
 
   def __init__(self, model, rnet=None, refinement=None, fit=False, fit_config=None,
                segmenter="landmarks_colour", all_faces=False, refine_config=None,
                holdout_fraction=photo_refinement.HOLDOUT_FRACTION, holdout_seed=0,
-               encoder=None):
+               encoder=None, max_photo_pixels=align.MAX_PHOTO_PIXELS):
     self.face_model = (refinement.face_model if refinement is not None
                        else face_model_lib.FaceModel(model))
     self.triangles = np.asarray(model.triangles)
     self.rnet, self.refinement = rnet, refinement
     self.preparer = prepare.FacePreparer(
-        segmenter, landmarks.SELECT_ALL if all_faces else landmarks.SELECT_LARGEST)
+        segmenter, landmarks.SELECT_ALL if all_faces else landmarks.SELECT_LARGEST,
+        max_photo_pixels)
     self._rnet = tf.function(lambda images: rnet(images, training=False)[0]) if rnet else None
     self._textures = tf.function(self._textures_impl)
     self.fitter = None

@@ -20,6 +20,7 @@ killed run leaves only whole shards, and `ShardWriter` continues after them.
 """
 
 import os
+import stat
 import time
 
 import numpy as np
@@ -133,19 +134,61 @@ def decode_example(serialized, has_landmarks68=False, has_albedo=False):
   return out
 
 
+def check_output_folder(directory):
+  """Creates the dataset folder; DatasetError naming it when it is a file or cannot be made."""
+  if os.path.lexists(directory) and not os.path.isdir(directory):
+    raise DatasetError(f"{directory}: exists and is not a folder")
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError as e:
+    raise DatasetError(f"{directory}: cannot create the dataset folder ({e.strerror})") from None
+
+
 def shard_path(directory, prefix, index):
   return os.path.join(directory, f"{prefix}-{index:05d}.tfrecord")
 
 
 def read_manifest(directory):
-  """The manifest of a dataset folder; DatasetError when missing or corrupt."""
+  """The manifest of a dataset folder; DatasetError when missing, corrupt or malformed (every
+  split an object with a list of shards, each a plain file name in the folder and a count)."""
   path = os.path.join(directory, MANIFEST)
   manifest = atomic_file.read_json(
       path, DatasetError, "no manifest; not a dataset folder (make one with "
       "scripts/make_synthetic.py or scripts/prepare_data.py)")
   if manifest.get("format_version") != FORMAT_VERSION or "splits" not in manifest:
     raise DatasetError(f"{path}: not a format-{FORMAT_VERSION} manifest")
+  if not isinstance(manifest["splits"], dict):
+    raise DatasetError(f"{path}: 'splits' must be an object of split name -> entry, got "
+                       f"{type(manifest['splits']).__name__}")
+  for split, entry in manifest["splits"].items():
+    _check_split_entry(path, split, entry)
+  if not isinstance(manifest.setdefault("skipped", []), list):
+    raise DatasetError(f"{path}: 'skipped' must be a list")
   return manifest
+
+
+def _is_count(value):
+  return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_split_entry(path, split, entry):
+  where = f"{path}: split {split!r}"
+  if not isinstance(entry, dict) or not isinstance(entry.get("shards"), list):
+    raise DatasetError(f"{where} must be an object with a list of 'shards'")
+  if not _is_count(entry.get("per_shard", 0)) or entry.get("per_shard") == 0:
+    raise DatasetError(f"{where}: 'per_shard' must be a positive integer, got "
+                       f"{entry.get('per_shard')!r}")
+  for i, shard in enumerate(entry["shards"]):
+    if not isinstance(shard, dict):
+      raise DatasetError(f"{where}: shard {i} must be an object with 'file' and 'count'")
+    name, count = shard.get("file"), shard.get("count")
+    if (not isinstance(name, str) or not name or os.path.basename(name) != name or
+        name in (".", "..") or "\\" in name):
+      raise DatasetError(f"{where}: shard {i} file {name!r} is not a file name inside the "
+                         "dataset folder")
+    if not _is_count(count):
+      raise DatasetError(f"{where}: shard {i} ({name}) count must be a non-negative integer, "
+                         f"got {count!r}")
 
 
 class ShardWriter:
@@ -164,7 +207,7 @@ class ShardWriter:
   """
 
   def __init__(self, directory, split, per_shard, info):
-    os.makedirs(directory, exist_ok=True)
+    check_output_folder(directory)
     self.directory, self.split, self.per_shard = directory, split, int(per_shard)
     path = os.path.join(directory, MANIFEST)
     self.manifest = read_manifest(directory) if os.path.exists(path) else {
@@ -233,17 +276,51 @@ class ShardWriter:
 
 
 def split_files(directory, split):
-  """(shard paths, example count, manifest) of a split; DatasetError if absent or incomplete."""
+  """(shard paths, example count, manifest) of a split; DatasetError if absent, incomplete or
+  a shard is not a regular file in the folder (a FIFO, a device, a link out of it)."""
   manifest = read_manifest(directory)
   entry = manifest["splits"].get(split)
   if not entry or not entry["shards"]:
     raise DatasetError(f"{directory}: no '{split}' split in the manifest "
                        f"(has {sorted(manifest['splits'])})")
   files = [os.path.join(directory, s["file"]) for s in entry["shards"]]
-  missing = [f for f in files if not os.path.isfile(f)]
-  if missing:
-    raise DatasetError(f"{missing[0]}: shard listed in the manifest is missing")
+  folder = os.path.realpath(directory)
+  for f in files:
+    if not os.path.lexists(f):
+      raise DatasetError(f"{f}: shard listed in the manifest is missing")
+    if os.path.dirname(os.path.realpath(f)) != folder:
+      raise DatasetError(f"{f}: shard is a link out of the dataset folder")
+    if not stat.S_ISREG(os.stat(f).st_mode):
+      raise DatasetError(f"{f}: shard is not a regular file")
   return files, sum(s["count"] for s in entry["shards"]), manifest
+
+
+def shard_counts(files):
+  """[(path, records or None, error or None)] reading each shard to its end: what a damaged
+  or short shard really holds (the trainer's diagnosis when a split fails to read)."""
+  out = []
+  for path in files:
+    count = 0
+    try:
+      for _ in tf.data.TFRecordDataset(path, compression_type=COMPRESSION):
+        count += 1
+      out.append((path, count, None))
+    except tf.errors.OpError as e:
+      out.append((path, None, (e.message or str(e)).splitlines()[0]))
+  return out
+
+
+def diagnose_split(directory, split):
+  """One line naming the first shard of a split that is unreadable or holds another number
+  of records than the manifest lists (None if every shard reads as listed)."""
+  files, _, manifest = split_files(directory, split)
+  listed = [s["count"] for s in manifest["splits"][split]["shards"]]
+  for (path, count, error), expected in zip(shard_counts(files), listed):
+    if error is not None:
+      return f"{path}: damaged shard, not a GZIP TFRecord file of faces ({error})"
+    if count != expected:
+      return f"{path}: shard holds {count} records, the manifest lists {expected}"
+  return None
 
 
 def raw_dataset(directory, split):

@@ -88,6 +88,38 @@ class TextureRefinement(tf.Module):
     pool5 = self.rnet(tf.reverse(images_255, axis=[-1]), training=False)[1]
     return tf.stop_gradient(tf.concat([pool5, identity], -1)), identity
 
+  def generate(self, batch, training=False, face_model=None):
+    """The MeshGenerator's albedo T' and what it was computed from, without rendering.
+
+    Args:
+      batch: as `__call__`.
+      face_model: the FaceModel that forms the face (default: this module's; `gcn_face.export`
+        passes one of standard TensorFlow ops only).
+
+    Returns:
+      dict: face (FaceOutput), image (`[B, 224, 224, 3]` on [-1, 1]), image_255, mask,
+      eroded_mask, coarse_albedo, fine_albedo (`[B, N, 3]` on [-1, 1]), shading (`[B, N, 3]`
+      SH factor), image_colors, visibility `[B, N]`, embedding, identity_features.
+    """
+    image_255 = tf.convert_to_tensor(batch["image"], tf.float32)
+    mask = tf.convert_to_tensor(batch["mask"], tf.float32)
+    face = (face_model or self.face_model)(batch["coeff"])
+    image = to_unit(image_255)
+    eroded = masks.eroded_skin_mask(mask)
+    coarse_albedo = to_unit(tf.clip_by_value(face.albedo, 0.0, 255.0))
+    gamma = face_model_lib.split_coefficients(batch["coeff"]).gamma
+    shading = posing.illuminate(tf.ones_like(face.normals), face.normals, gamma)
+    image_colors = refiner_input.vertex_colors(image, face.vertices, self.exact_sampling)
+    per_vertex, visibility = refiner_input.refiner_input(
+        coarse_albedo, image, eroded, face.vertices, face.normals, self.refiner_mode, shading,
+        self.exact_sampling, image_colors)
+    embedding, identity = self.embedding(image_255, batch["landmarks"])
+    fine_albedo = self.generator((embedding, per_vertex), training=training)
+    return {"face": face, "image": image, "image_255": image_255, "mask": mask,
+            "eroded_mask": eroded, "coarse_albedo": coarse_albedo, "fine_albedo": fine_albedo,
+            "shading": shading, "image_colors": image_colors, "visibility": visibility,
+            "embedding": embedding, "identity_features": identity}
+
   def __call__(self, batch, training=False):
     """Runs the module on a batch.
 
@@ -104,35 +136,20 @@ class TextureRefinement(tf.Module):
       render_coarse, render_fine `[B, 224, 224, 3]`, render_alpha
       `[B, 224, 224]`, composite_255 (O', 0-255).
     """
-    image_255 = tf.convert_to_tensor(batch["image"], tf.float32)
-    mask = tf.convert_to_tensor(batch["mask"], tf.float32)
-    face = self.face_model(batch["coeff"])
-    image = to_unit(image_255)
-    eroded = masks.eroded_skin_mask(mask)
-    coarse_albedo = to_unit(tf.clip_by_value(face.albedo, 0.0, 255.0))
-    gamma = face_model_lib.split_coefficients(batch["coeff"]).gamma
-    shading = posing.illuminate(tf.ones_like(face.normals), face.normals, gamma)
-    image_colors = refiner_input.vertex_colors(image, face.vertices, self.exact_sampling)
-    per_vertex, visibility = refiner_input.refiner_input(
-        coarse_albedo, image, eroded, face.vertices, face.normals, self.refiner_mode, shading,
-        self.exact_sampling, image_colors)
-    embedding, identity = self.embedding(image_255, batch["landmarks"])
-    fine_albedo = self.generator((embedding, per_vertex), training=training)
-    fine_colors = lit_colors(fine_albedo, shading)
-    coarse_colors = lit_colors(coarse_albedo, shading)
+    out = self.generate(batch, training)
+    face, shading = out.pop("face"), out.pop("shading")
+    fine_colors = lit_colors(out["fine_albedo"], shading)
+    coarse_colors = lit_colors(out["coarse_albedo"], shading)
     renders, alpha = render(face.clip_vertices, self.triangles,
                             tf.concat([fine_colors, coarse_colors], -1))
     render_fine, render_coarse = renderer.split_channels(renders, [3, 3])
-    composite = losses.composite(to_255(tf.clip_by_value(render_fine, -1.0, 1.0)), image_255,
-                                 alpha * mask)
-    return {"shape": face.shape, "image": image, "image_255": image_255, "mask": mask,
-            "eroded_mask": eroded,
-            "coarse_albedo": coarse_albedo, "fine_albedo": fine_albedo,
-            "coarse_colors": coarse_colors, "fine_colors": fine_colors,
-            "image_colors": image_colors, "visibility": visibility, "embedding": embedding,
-            "identity_features": identity,
-            "render_fine": render_fine, "render_coarse": render_coarse, "render_alpha": alpha,
-            "composite_255": composite, "landmarks": batch["landmarks"]}
+    composite = losses.composite(to_255(tf.clip_by_value(render_fine, -1.0, 1.0)),
+                                 out["image_255"], alpha * out["mask"])
+    out.update({"shape": face.shape, "coarse_colors": coarse_colors, "fine_colors": fine_colors,
+                "render_fine": render_fine, "render_coarse": render_coarse,
+                "render_alpha": alpha, "composite_255": composite,
+                "landmarks": batch["landmarks"]})
+    return out
 
 
 def skin_indices(model):

@@ -74,7 +74,7 @@ def check_batch_split(batch_size, parts, what="replicas"):
   return batch_size // parts
 
 
-def _path_keys(config):
+def path_keys(config):
   """The run config's keys that hold file paths: the sampling cache, a .mat face model."""
   return [k for k in ("sampling_dir", "face_model")
           if isinstance(config.get(k), str) and (k == "sampling_dir" or
@@ -86,7 +86,7 @@ def write_run_config(checkpoint_dir, config):
   encoder) next to the checkpoints; paths relative to the checkpoint folder, so that the
   folders can move together."""
   config = dict(config)
-  for key in _path_keys(config):
+  for key in path_keys(config):
     config[key] = os.path.relpath(os.path.abspath(config[key]), os.path.abspath(checkpoint_dir))
   atomic_file.write_json(os.path.join(checkpoint_dir, RUN_CONFIG), config)
 
@@ -95,12 +95,29 @@ def read_run_config(checkpoint_dir):
   """The dict of write_run_config, paths resolved against the checkpoint folder (absolute
   ones, from older runs, as they are); ValueError naming the file when it is missing or
   bad."""
-  config = atomic_file.read_json(os.path.join(checkpoint_dir, RUN_CONFIG), ValueError,
+  path = os.path.join(checkpoint_dir, RUN_CONFIG)
+  config = atomic_file.read_json(path, ValueError,
                                  "missing (not a scripts/train.py checkpoint folder)")
-  if isinstance(config, dict):
-    for key in _path_keys(config):
-      config[key] = os.path.normpath(os.path.join(checkpoint_dir, config[key]))
+  for key, (types, what) in _RUN_CONFIG_TYPES.items():
+    value = config.get(key)
+    types = types if isinstance(types, tuple) else (types,)
+    if key in config and (not isinstance(value, types) or
+                          (isinstance(value, bool) and bool not in types) or
+                          (what.startswith("a positive") and not value > 0)):
+      raise ValueError(f"{path}: {key} must be {what}, got {value!r}")
+  for key in path_keys(config):
+    config[key] = os.path.normpath(os.path.join(checkpoint_dir, config[key]))
   return config
+
+
+_RUN_CONFIG_TYPES = {  # key: (accepted types, what the message says); bool is no count
+    "face_model": (str, "a model name or a .mat path"), "sampling_dir": (str, "a folder"),
+    "model": (str, "a generator name"), "wide": (bool, "true or false"),
+    "nz": (int, "a positive integer"), "num_vertices": (int, "a positive integer"),
+    "refiner_input": (str, "a refiner input mode"), "ablation": (str, "an ablation name"),
+    "start": (str, "a start mode"), "residual_gain": ((int, float), "a number"),
+    "exact_sampling": (bool, "true or false"), "identity": (str, "an encoder name"),
+    "rnet": (bool, "true or false")}
 
 
 def restore_generator(generator, checkpoint_dir):

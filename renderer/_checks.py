@@ -28,9 +28,31 @@ def index_tensor(value, name, rank=None, last_dim=None, layout=""):
   if not t.dtype.is_integer:
     raise ValueError(f"{name} must be an integer tensor, got dtype {t.dtype.name}")
   if t.dtype != tf.int32:
-    t = tf.cast(t, tf.int32)
+    t = tf.cast(_in_int32_range(t, name), tf.int32)
   _check_shape(t, name, rank, last_dim, layout)
   return t
+
+
+_INT32 = (-2**31, 2**31 - 1)
+
+
+def _in_int32_range(t, name):
+  """`t` unchanged, after checking that int32 holds it (a cast would wrap 2^32 + 2 to 2):
+  ValueError when eager, InvalidArgumentError inside a tf.function."""
+  if t.dtype.size <= 4 and t.dtype != tf.uint32:
+    return t
+  if tf.executing_eagerly():
+    values = t.numpy()
+    if values.size and (values.min() < _INT32[0] or values.max() > _INT32[1]):
+      raise ValueError(f"{name} has indices outside the int32 range (e.g. "
+                       f"{values.max() if values.max() > _INT32[1] else values.min()})")
+    return t
+  wide = tf.cast(t, tf.int64) if t.dtype != tf.int64 else t
+  with tf.control_dependencies([tf.debugging.assert_less_equal(
+      wide, tf.constant(_INT32[1], tf.int64), message=f"{name} has indices outside int32"),
+      tf.debugging.assert_greater_equal(
+      wide, tf.constant(_INT32[0], tf.int64), message=f"{name} has indices outside int32")]):
+    return tf.identity(t)
 
 
 def _to_tensor(value, name, dtype_hint):

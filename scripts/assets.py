@@ -28,6 +28,16 @@ def present(key, path=None):
   return os.path.exists(user_path(path or ASSETS[key].path))
 
 
+def flag_path(flag, value, key):
+  """The path an asset flag names: `value` (empty: none), else the asset's default when it is
+  present (None otherwise). ValueError naming the flag when `value` does not exist."""
+  if value is None:
+    return ASSETS[key].path if present(key) else None
+  if value and not os.path.exists(user_path(value)):
+    raise ValueError(f"--{flag}={value}: not found. {describe([key])}")
+  return value or None
+
+
 def describe(keys):
   """One line listing assets: path (what): where to obtain it; checksum."""
   return "; ".join(f"{ASSETS[k].path} ({ASSETS[k].what}): {ASSETS[k].source}; "

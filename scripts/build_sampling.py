@@ -13,7 +13,8 @@ import time
 
 from absl import app, flags, logging
 
-from scripts.common import SYNTHETIC_MODELS, fail, user_path, quiet_tensorflow
+from scripts.common import (SYNTHETIC_MODELS, fail, parse_flags, quiet_tensorflow, require_numbers,
+                            user_path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("template", "checkpoints/BFM/BFM_model_front.mat",
@@ -21,6 +22,7 @@ flags.DEFINE_string("template", "checkpoints/BFM/BFM_model_front.mat",
                     "tri), or 'synthetic' for the embedded synthetic morphable model.")
 flags.DEFINE_string("output_dir", "data/params/bfm09_face", "Cache folder (the release's path).")
 flags.DEFINE_list("factors", ["4", "4", "4", "4"], "Decimation factor per level (CoMA: 4,4,4,4).")
+require_numbers("factors", low=1.0)
 flags.DEFINE_bool("link_condition", True,
                   "Refuse collapses that make a level non-manifold; false = CoMA's exact algorithm.")
 flags.DEFINE_bool("coma_edge_weights", False,
@@ -69,4 +71,4 @@ def main(argv):
 
 if __name__ == "__main__":
   quiet_tensorflow()
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -1,6 +1,7 @@
 """Helpers shared by the command-line programs."""
 
 import logging as pylogging
+import math
 import os
 import re
 import sys
@@ -16,6 +17,39 @@ def user_path(path):
 def fail(message):
   """Ends the program with one line on stderr and exit status 1 (no usage dump, no trace)."""
   raise SystemExit(f"error: {message}")
+
+
+def parse_flags(argv):
+  """absl's flag parsing for `app.run(main, flags_parser=parse_flags)`: a bad flag (a
+  validator's or a bound's failure, an unknown flag, a NaN or infinite float) ends the program
+  with one `error:` line naming it, exit status 1 (absl's own prints two lines)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  try:
+    rest = flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(str(e).splitlines()[0])
+  for name, flag in flags.FLAGS._flags().items():  # pylint: disable=protected-access
+    if isinstance(flag.value, float) and not math.isfinite(flag.value):
+      fail(f"flag --{name}={flag.value}: must be a finite number")
+  return rest
+
+
+def require_numbers(name, count=None, low=None):
+  """Registers an absl validator: list flag --name holds finite numbers (`count` of them,
+  each >= `low`)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  def check(values):
+    try:
+      numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+      return False
+    return ((count is None or len(numbers) == count) and all(map(math.isfinite, numbers)) and
+            (low is None or all(n >= low for n in numbers)))
+
+  what = f"{count} " if count else ""
+  bound = f", each >= {low:g}" if low is not None else ""
+  flags.register_validator(name, check, f"must be {what}comma-separated finite numbers{bound}")
 
 
 _TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[\[\{\{node [^]]*\]\]|"

@@ -13,7 +13,7 @@ import time
 
 from absl import app, flags, logging
 
-from scripts.common import fail, user_path, quiet_tensorflow
+from scripts.common import fail, parse_flags, quiet_tensorflow, user_path
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("bfm_dir", "checkpoints/BFM", "Folder holding the inputs (Deep3D's BFM/).")
@@ -56,4 +56,4 @@ def main(argv):
 
 if __name__ == "__main__":
   quiet_tensorflow()
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -20,7 +20,7 @@ import os
 from absl import app, flags, logging
 import numpy as np
 
-from scripts.common import (Progress, fail, load_refinement, quiet_tensorflow,
+from scripts.common import (fail, load_refinement, parse_flags, Progress, quiet_tensorflow,
                             require_compiled_ops, user_path)
 
 FLAGS = flags.FLAGS
@@ -32,8 +32,8 @@ flags.DEFINE_list("labels", None, "Row labels for --checkpoints (default: folder
 flags.DEFINE_string("rnet_path", None, "FaceReconModel.pb, for checkpoints trained with it.")
 flags.DEFINE_enum("identity", "auto", ["auto", "dlib", "facenet"],
                   "Evaluation recogniser (auto: the one training did not use, when available).")
-flags.DEFINE_integer("max_faces", 0, "Evaluate at most this many faces (0: all).")
-flags.DEFINE_integer("batch_size", 4, "Batch size.")
+flags.DEFINE_integer("max_faces", 0, "Evaluate at most this many faces (0: all).", lower_bound=0)
+flags.DEFINE_integer("batch_size", 4, "Batch size.", lower_bound=1)
 flags.DEFINE_integer("examples", 4, "Faces in examples.png (0: no examples.png).", lower_bound=0)
 flags.DEFINE_string("output_dir", "out/evaluate", "Where the table, CSV and grid go.")
 
@@ -193,4 +193,4 @@ def main(argv):
 
 if __name__ == "__main__":
   quiet_tensorflow()
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -9,7 +9,7 @@ continues after its last complete shard.
 
 from absl import app, flags, logging
 
-from scripts.common import (Progress, fail, load_face_model, quiet_tensorflow,
+from scripts.common import (fail, load_face_model, parse_flags, Progress, quiet_tensorflow,
                             require_compiled_ops, user_path)
 
 FLAGS = flags.FLAGS
@@ -18,11 +18,11 @@ flags.DEFINE_string("model", "synthetic",
                     "Morphable model: 'synthetic' (the embedded 35,709-vertex model), "
                     "'synthetic_grid' (a small grid model), 'synthetic_bfm' (real BFM topology, "
                     "needs checkpoints/BFM/facemodel_info.mat) or a BFM_model_front.mat.")
-flags.DEFINE_integer("num_train", 512, "Training faces.")
-flags.DEFINE_integer("num_val", 32, "Validation faces.")
-flags.DEFINE_integer("num_test", 32, "Test faces.")
-flags.DEFINE_integer("per_shard", 128, "Faces per TFRecord shard.")
-flags.DEFINE_integer("batch_size", 16, "Faces rendered together.")
+flags.DEFINE_integer("num_train", 512, "Training faces.", lower_bound=0)
+flags.DEFINE_integer("num_val", 32, "Validation faces.", lower_bound=0)
+flags.DEFINE_integer("num_test", 32, "Test faces.", lower_bound=0)
+flags.DEFINE_integer("per_shard", 128, "Faces per TFRecord shard.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 16, "Faces rendered together.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Random seed; face i of a split always gets the same face.")
 
 SPLIT_SEED_OFFSET = {"train": 0, "val": 10_000_000, "test": 20_000_000}
@@ -59,11 +59,12 @@ def main(argv):
       fail(f"--{name} must be >= 0")
   if FLAGS.per_shard < 1 or FLAGS.batch_size < 1:
     fail("--per_shard and --batch_size must be >= 1")
+  directory = user_path(FLAGS.output_dir)
   try:
+    records.check_output_folder(directory)  # before a minute of building the model
     model = load_face_model(FLAGS.model)
   except (ValueError, OSError) as e:
     fail(str(e).splitlines()[0])
-  directory = user_path(FLAGS.output_dir)
   info = {"source": "synthetic", "model": FLAGS.model, "num_vertices": int(model.num_vertices),
           "seed": FLAGS.seed, "has_albedo": True, "has_landmarks68": True,
           "program": "scripts/make_synthetic.py"}
@@ -80,4 +81,4 @@ def main(argv):
 
 if __name__ == "__main__":
   quiet_tensorflow()
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -23,8 +23,8 @@ import os
 from absl import app, flags, logging
 import numpy as np
 
-from scripts.common import (Progress, error_line, fail, load_face_model, require_compiled_ops,
-                            user_path, quiet_tensorflow)
+from scripts.common import (error_line, fail, load_face_model, parse_flags, Progress,
+                            quiet_tensorflow, require_compiled_ops, user_path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_dir", None, "Folder of photos (searched recursively).")
@@ -40,15 +40,20 @@ flags.DEFINE_string("face_model", None,
                     "Fitting: 'synthetic', 'synthetic_grid', 'synthetic_bfm' or a "
                     "BFM_model_front.mat (default: checkpoints/BFM/BFM_model_front.mat if "
                     "present, else synthetic). Train on the same model.")
-flags.DEFINE_integer("landmark_steps", 150, "Fitting: landmark-only Adam steps.")
-flags.DEFINE_integer("photo_steps", 100, "Fitting: photometric Adam steps.")
+flags.DEFINE_integer("landmark_steps", 150, "Fitting: landmark-only Adam steps.", lower_bound=0)
+flags.DEFINE_integer("photo_steps", 100, "Fitting: photometric Adam steps.", lower_bound=0)
+flags.DEFINE_float("max_photo_megapixels", 40.0,
+                   "Photos with more pixels are skipped before decoding (memory); 0: no limit.",
+                   lower_bound=0.0)
 flags.DEFINE_string("segmenter", "landmarks_colour",
                     "Skin mask when no --mask_dir: landmarks_colour, landmarks, or module:function.")
-flags.DEFINE_integer("num_val", 4096, "Validation faces (the release: 4,096), at most 10 %.")
-flags.DEFINE_integer("num_test", 4096, "Test faces (the release: 4,096), at most 10 %.")
-flags.DEFINE_integer("per_shard", 256, "Faces per shard.")
-flags.DEFINE_integer("workers", 2, "Detection/alignment processes.")
-flags.DEFINE_integer("batch_size", 16, "R-Net / fitting batch.")
+flags.DEFINE_integer("num_val", 4096, "Validation faces (the release: 4,096), at most 10 %.",
+                     lower_bound=0)
+flags.DEFINE_integer("num_test", 4096, "Test faces (the release: 4,096), at most 10 %.",
+                     lower_bound=0)
+flags.DEFINE_integer("per_shard", 256, "Faces per shard.", lower_bound=1)
+flags.DEFINE_integer("workers", 2, "Detection/alignment processes.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 16, "R-Net / fitting batch.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of the train/val/test split.")
 
 
@@ -159,6 +164,10 @@ def coefficient_source():
   return coefficients, source, spec, vertices
 
 
+def max_photo_pixels():
+  return int(FLAGS.max_photo_megapixels * 1e6)
+
+
 def main(argv):
   del argv
   from deep3dface import rnet  # pylint: disable=g-import-not-at-top
@@ -187,7 +196,8 @@ def main(argv):
   counts = {}
   with concurrent.futures.ProcessPoolExecutor(FLAGS.workers, mp_context=context,
                                               initializer=prepare.init_worker,
-                                              initargs=(FLAGS.segmenter,)) as pool:
+                                              initargs=(FLAGS.segmenter,
+                                                        max_photo_pixels())) as pool:
     try:
       for name, part in split(items).items():
         if part:
@@ -203,4 +213,4 @@ def main(argv):
 
 if __name__ == "__main__":
   quiet_tensorflow()
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

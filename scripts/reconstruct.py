@@ -29,8 +29,9 @@ import time
 from absl import app, flags, logging
 
 from scripts import assets
-from scripts.common import (Progress, error_line, fail, format_seconds, load_face_model,
-                            load_refinement, require_compiled_ops, user_path, quiet_tensorflow)
+from scripts.common import (error_line, fail, format_seconds, load_face_model, load_refinement,
+                            parse_flags, Progress, quiet_tensorflow, require_compiled_ops,
+                            user_path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "A photo, a folder of photos (recursive) or a .txt list.")
@@ -46,15 +47,19 @@ flags.DEFINE_string("gcn_checkpoint", None,
                     "scripts/train.py checkpoint folder (default: checkpoints/bfm09_face_normal "
                     "if present; empty: none). Without one only the coarse texture is made.")
 flags.DEFINE_bool("fit", False, "Fit the coefficients (from the R-Net's, when it is loaded).")
-flags.DEFINE_integer("landmark_steps", 150, "Fitting: landmark-only Adam steps.")
-flags.DEFINE_integer("photo_steps", 100, "Fitting: photometric Adam steps.")
+flags.DEFINE_integer("landmark_steps", 150, "Fitting: landmark-only Adam steps.", lower_bound=0)
+flags.DEFINE_integer("photo_steps", 100, "Fitting: photometric Adam steps.", lower_bound=0)
 flags.DEFINE_integer("refine_steps", 40,
                      "Per-photo refinement: Adam steps fine-tuning the texture on the photo "
-                     "(the paper's losses; from the GCN's texture when there is a GCN); 0: none.")
+                     "(the paper's losses; from the GCN's texture when there is a GCN); 0: none.",
+                     lower_bound=0)
 flags.DEFINE_float("holdout_fraction", 0.2,
                    "Skin pixels no loss sees (the fit, the GCN's input mask, the refinement); "
                    "their L1 is in result.json. 0: use every pixel.")
 flags.DEFINE_integer("holdout_seed", 0, "Seed of the held-out pixels (with the photo's name).")
+flags.DEFINE_float("max_photo_megapixels", 40.0,
+                   "Photos with more pixels are refused before decoding (memory); 0: no limit.",
+                   lower_bound=0.0)
 flags.DEFINE_string("segmenter", "landmarks_colour",
                     "Skin mask: landmarks_colour, landmarks, or module:function.")
 flags.DEFINE_bool("overwrite", False, "Redo photos that already have a result.json.")
@@ -89,12 +94,10 @@ def list_inputs(spec):
 
 def asset_flag(flag, key):
   """The path of an asset flag: its value (empty: none), else the default when present."""
-  value = getattr(FLAGS, flag)
-  if value is None:
-    return assets.ASSETS[key].path if assets.present(key) else None
-  if value and not os.path.exists(user_path(value)):
-    fail(f"--{flag}={value}: not found. {assets.describe([key])}")
-  return value or None
+  try:
+    return assets.flag_path(flag, getattr(FLAGS, flag), key)
+  except ValueError as e:
+    fail(str(e))
 
 
 def build():
@@ -135,7 +138,8 @@ def build():
   refine = photo_refinement.RefineConfig(steps=FLAGS.refine_steps)
   return reconstruction.Reconstructor(model, rnet_model, module, FLAGS.fit, config,
                                       FLAGS.segmenter, FLAGS.all_faces, refine,
-                                      FLAGS.holdout_fraction, FLAGS.holdout_seed)
+                                      FLAGS.holdout_fraction, FLAGS.holdout_seed,
+                                      max_photo_pixels=int(FLAGS.max_photo_megapixels * 1e6))
 
 
 def main(argv):
@@ -200,4 +204,4 @@ def main(argv):
 
 if __name__ == "__main__":
   quiet_tensorflow()
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

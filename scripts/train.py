@@ -22,14 +22,16 @@ workers write theirs to a temporary folder that they remove at the end.
 import itertools
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
 
 from absl import app, flags, logging
 
-from scripts.common import (SYNTHETIC_MODELS, Progress, fail, format_seconds, load_face_model,
-                            require_compiled_ops, user_path, quiet_tensorflow)
+from scripts.common import (SYNTHETIC_MODELS, error_line, fail, format_seconds, load_face_model,
+                            parse_flags, Progress, quiet_tensorflow, require_compiled_ops,
+                            user_path)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "data/synthetic", "Dataset folder (records.py format).")
@@ -43,35 +45,42 @@ flags.DEFINE_enum("identity", "auto", ["auto", "dlib", "facenet"],
                   "Identity encoder (auto: FaceNet when checkpoints/facenet/ has it, else dlib).")
 flags.DEFINE_string("rnet_path", None,
                     "Deep3D's FaceReconModel.pb: adds R-Net pool5 to the embedding (the release).")
-flags.DEFINE_integer("batch_size", 4, "Batch size.")
-flags.DEFINE_integer("epoch", 50, "Epochs.")
-flags.DEFINE_integer("max_steps", 0, "Stop after this many generator steps (0: all epochs).")
-flags.DEFINE_float("lr", 1e-4, "Adam learning rate (x0.98 after every schedule epoch).")
+flags.DEFINE_integer("batch_size", 4, "Batch size.", lower_bound=1)
+flags.DEFINE_integer("epoch", 50, "Epochs.", lower_bound=1)
+flags.DEFINE_integer("max_steps", 0, "Stop after this many generator steps (0: all epochs).",
+                     lower_bound=0)
+flags.DEFINE_float("lr", 1e-4, "Adam learning rate (x0.98 after every schedule epoch).",
+                   lower_bound=0.0)
 flags.DEFINE_integer("schedule_epoch_steps", 0,
                      "Generator steps per schedule epoch, the unit of the lambda ramps and the lr "
                      "decay (0: one pass over the training set, the release; the release's "
-                     "epoch on CelebA is gcn_face/schedule.py's RELEASE_EPOCH_STEPS).")
+                     "epoch on CelebA is gcn_face/schedule.py's RELEASE_EPOCH_STEPS).",
+                     lower_bound=0)
 flags.DEFINE_integer("schedule_start_epoch", 0,
                      "Schedule epoch at step 0: 0 is the release (epoch 0 refine-only, then "
-                     "lambda_ren +0.2 per epoch); 5 uses the full weights from the first step.")
+                     "lambda_ren +0.2 per epoch); 5 uses the full weights from the first step.",
+                     lower_bound=0)
 flags.DEFINE_enum("start", "release", ["release", "coarse"],
                   "Generator output: release (tanh of the Combine Net) or coarse (a residual on "
                   "the coarse albedo, exactly the coarse texture at step 0).")
 flags.DEFINE_float("residual_gain", 1.0, "Gain of the residual branch with --start=coarse.")
-flags.DEFINE_float("lambda_sym", 0.5, "Weight of the symmetry loss L_sym (the release's 0.5).")
+flags.DEFINE_float("lambda_sym", 0.5, "Weight of the symmetry loss L_sym (the release's 0.5).",
+                   lower_bound=0.0)
 flags.DEFINE_float("lambda_id", 0.2,
-                   "Weight of the identity loss L_id (the release's 0.2; 0: the ablation).")
+                   "Weight of the identity loss L_id (the release's 0.2; 0: the ablation).",
+                   lower_bound=0.0)
 flags.DEFINE_bool("exact_sampling", False,
                   "Sample photo colours where the vertices project (bilinear) instead of the "
                   "release's rounding, half a pixel off.")
 flags.DEFINE_bool("gan", False, "Train with the WGAN-GP critic (SPEC 6.3).")
-flags.DEFINE_float("adv_lambda", 1e-3, "Weight of the adversarial losses.")
-flags.DEFINE_integer("critic_steps", 5, "Critic updates per generator update with --gan.")
+flags.DEFINE_float("adv_lambda", 1e-3, "Weight of the adversarial losses.", lower_bound=0.0)
+flags.DEFINE_integer("critic_steps", 5, "Critic updates per generator update with --gan.",
+                     lower_bound=1)
 flags.DEFINE_bool("per_sample_eps", True,
                   "One WGAN-GP interpolation weight per sample (false: one per batch, the release).")
 flags.DEFINE_enum("model", "normal", ["normal", "resnet"], "Generator variant (SPEC 3.7).")
 flags.DEFINE_bool("wide", False, "Wide GCN decoder.")
-flags.DEFINE_integer("nz", 512, "Refiner bottleneck width.")
+flags.DEFINE_integer("nz", 512, "Refiner bottleneck width.", lower_bound=1)
 flags.DEFINE_enum("objective", "release", ["release", "paper"],
                   "release: per-vertex projection loss; paper: image-space pixel loss.")
 flags.DEFINE_enum("refiner_input", "code", ["code", "paper", "delit"],
@@ -80,9 +89,10 @@ flags.DEFINE_enum("refiner_input", "code", ["code", "paper", "delit"],
 flags.DEFINE_enum("ablation", "none", ["none", "no_decoder", "no_refiner"],
                   "Leave the GCN Decoder or Refiner out (the paper's ablations).")
 flags.DEFINE_integer("seed", 2, "Random seed (data order, initialisation, WGAN-GP).")
-flags.DEFINE_integer("shuffle_buffer", 10, "Shuffle buffer (the release's 10).")
-flags.DEFINE_integer("checkpoint_every", 500, "Checkpoint every N steps (and at epoch ends).")
-flags.DEFINE_integer("summary_every", 20, "TensorBoard scalars every N steps.")
+flags.DEFINE_integer("shuffle_buffer", 10, "Shuffle buffer (the release's 10).", lower_bound=1)
+flags.DEFINE_integer("checkpoint_every", 500, "Checkpoint every N steps (and at epoch ends).",
+                     lower_bound=1)
+flags.DEFINE_integer("summary_every", 20, "TensorBoard scalars every N steps.", lower_bound=1)
 flags.DEFINE_bool("mesh_summaries", True,
                   "TensorBoard meshes (mesh plugin) of the first validation face at each "
                   "validation: input-coloured (the photo under the vertices), coarse, fine.")
@@ -132,6 +142,55 @@ def build(manifest):
                 "exact_sampling": FLAGS.exact_sampling,
                 "identity": identity.kind, "rnet": bool(FLAGS.rnet_path)}
   return module, refinement.skin_indices(model), run_config
+
+
+# train_config.json key -> the flag that sets it (what --restore must keep).
+_RUN_CONFIG_FLAGS = {"face_model": "face_model", "num_vertices": "face_model", "model": "model",
+                     "wide": "wide", "nz": "nz", "refiner_input": "refiner_input",
+                     "ablation": "ablation", "start": "start", "residual_gain": "residual_gain",
+                     "exact_sampling": "exact_sampling", "identity": "identity",
+                     "rnet": "rnet_path"}
+_TEMP_CHECKPOINT = re.compile(r"^ckpt-\d+_temp$")
+_CHECKPOINT_PART = re.compile(r"^part-\d+-of-\d+(\.index|\.data-\d+-of-\d+)$")
+
+
+def restore(trainer, latest, checkpoint_dir, run_config):
+  """--restore: the flags must rebuild the checkpoint's network (one line naming the flag
+  that differs), the checkpoint must read; a temporary folder a killed save left is removed."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from gcn_face import training  # pylint: disable=g-import-not-at-top
+  try:
+    saved = training.read_run_config(checkpoint_dir)
+  except ValueError:
+    saved = {}
+  for key, flag in _RUN_CONFIG_FLAGS.items():
+    ours, theirs = run_config[key], saved.get(key, run_config[key])
+    if key in training.path_keys(saved):  # resolved against the checkpoint folder
+      ours = os.path.abspath(ours) if isinstance(ours, str) else ours
+    if ours != theirs:
+      fail(f"--{flag}: this run has {key} {run_config[key]!r}, the checkpoint {latest} has "
+           f"{saved[key]!r} ({training.RUN_CONFIG}); pass the checkpoint's value to --restore")
+  remove_temporary_checkpoints(checkpoint_dir)
+  try:
+    trainer.checkpoint.restore(latest).assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    fail(f"{latest}: cannot restore ({error_line(e)})")
+  logging.info("restored %s (step %d)", latest, int(trainer.step.numpy()))
+
+
+def remove_temporary_checkpoints(checkpoint_dir):
+  """Removes the ckpt-N_temp folders a save killed midway leaves, when they hold nothing but
+  checkpoint parts."""
+  for name in os.listdir(checkpoint_dir):
+    path = os.path.join(checkpoint_dir, name)
+    if not _TEMP_CHECKPOINT.match(name) or os.path.islink(path) or not os.path.isdir(path):
+      continue
+    parts = os.listdir(path)
+    if all(_CHECKPOINT_PART.match(p) and os.path.isfile(os.path.join(path, p)) for p in parts):
+      for part in parts:
+        os.remove(os.path.join(path, part))
+      os.rmdir(path)
+      logging.info("removed %s (left by an interrupted checkpoint save)", path)
 
 
 def make_strategy():
@@ -184,6 +243,29 @@ def critic_batches(strategy, raw, config, steps_per_epoch, consumed):
                              within if e == first_epoch else 0)
 
 
+def readable(batches, split):
+  """The batches of a split; a damaged shard ends the program with one line naming it."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  iterator = iter(batches)
+  while True:
+    try:
+      batch = next(iterator)
+    except StopIteration:
+      return
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+      fail(_diagnosis(split) or f"{user_path(FLAGS.data_dir)}: the {split} split is unreadable "
+           f"({error_line(e)})")
+    yield batch
+
+
+def _diagnosis(split):
+  from gcn_face import records  # pylint: disable=g-import-not-at-top
+  try:
+    return records.diagnose_split(user_path(FLAGS.data_dir), split)
+  except records.DatasetError as e:
+    return str(e)
+
+
 def train(trainer, manager, raw, val, config, steps_per_epoch, total_steps, writer):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from gcn_face import training  # pylint: disable=g-import-not-at-top
@@ -194,12 +276,13 @@ def train(trainer, manager, raw, val, config, steps_per_epoch, total_steps, writ
   if config.gan:
     first = trainer.schedule.first_render_step(training.CRITIC_MIN_LAMBDA)
     critic_done = max(0, step - first) * config.critic_steps
-    critic_iter = iter(critic_batches(strategy, raw, config, steps_per_epoch, critic_done))
+    critic_iter = iter(readable(critic_batches(strategy, raw, config, steps_per_epoch,
+                                               critic_done), "train"))
   weights = None
   while step < total_steps:
     epoch, in_epoch = divmod(step, steps_per_epoch)
     logging.info("data epoch %d from step %d", epoch, step)
-    for batch in epoch_batches(strategy, raw, epoch, config, in_epoch):
+    for batch in readable(epoch_batches(strategy, raw, epoch, config, in_epoch), "train"):
       if trainer.schedule.weights(step) != weights:
         weights = trainer.schedule.weights(step)
         logging.info("step %d: schedule epoch %d, lambda_ren %.1f, lambda_ref %.1f, lr %.3g",
@@ -230,6 +313,11 @@ def train(trainer, manager, raw, val, config, steps_per_epoch, total_steps, writ
         manager.save(checkpoint_number=step)
       if step >= total_steps:
         break
+    if step < total_steps and step % steps_per_epoch:
+      # Short of faces, the next epoch would start again from this step, forever.
+      fail(_diagnosis("train") or
+           f"{user_path(FLAGS.data_dir)}: the train split holds fewer faces than its manifest "
+           f"lists (epoch {epoch} ended at step {step})")
     if step % steps_per_epoch == 0 or step >= total_steps:
       manager.save(checkpoint_number=step)
       logging.info("step %d: loss %.4f, skipped updates %d; checkpoint %s", step,
@@ -244,7 +332,7 @@ def validate(trainer, val, writer, step):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from gcn_face import losses, refinement, training  # pylint: disable=g-import-not-at-top
   history, strip, meshes = [], None, None
-  for batch in val:
+  for batch in readable(val, "val"):
     terms, out = trainer.evaluate(_inputs(batch))
     history.append(terms)
     if meshes is None:
@@ -332,8 +420,7 @@ def main(argv):
     if not FLAGS.restore:
       fail(f"{checkpoint_dir} already has checkpoints; pass --restore to continue, or choose "
            "another --checkpoint_dir")
-    trainer.checkpoint.restore(latest).assert_existing_objects_matched()
-    logging.info("restored %s (step %d)", latest, int(trainer.step.numpy()))
+    restore(trainer, latest, checkpoint_dir, run_config)
   if chief:
     training.write_run_config(checkpoint_dir, run_config)
   # Every worker saves (saving may synchronise them); only the chief's copy is kept.
@@ -361,4 +448,4 @@ def main(argv):
 
 if __name__ == "__main__":
   quiet_tensorflow()
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

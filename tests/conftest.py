@@ -73,3 +73,19 @@ def facenet_files(tmp_path_factory):
   images = np.random.default_rng(7).uniform(-1.0, 1.0, (2, 160, 160, 3)).astype(np.float32)
   prefix, pb_path, pool, embeddings = slim_facenet_graph.write(folder, images)
   return folder, prefix, pb_path, images, pool, embeddings
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+  """(dataset folder, checkpoint folder): a tiny synthetic_grid dataset and a 2-step GCN."""
+  from tests.scripts_run import run_script
+  root = tmp_path_factory.mktemp("trained")
+  data, checkpoint = str(root / "data"), str(root / "gcn")
+  result = run_script("make_synthetic", f"--output_dir={data}", "--model=synthetic_grid",
+                      "--num_train=4", "--num_val=0",
+                      "--num_test=4", "--batch_size=4")
+  assert result.returncode == 0, result.stderr[-2000:]
+  result = run_script("train", f"--data_dir={data}", f"--checkpoint_dir={checkpoint}",
+                      f"--sampling_dir={root / 'sampling'}", "--batch_size=2", "--max_steps=2")
+  assert result.returncode == 0, result.stderr[-2000:]
+  return data, checkpoint

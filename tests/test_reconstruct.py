@@ -96,21 +96,6 @@ def test_ply_writer_read_by_trimesh(tmp_path):
   np.testing.assert_array_equal(mesh.visual.vertex_colors[:, :3], np.round(colors))
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  """A tiny synthetic dataset and a 2-step GCN checkpoint."""
-  root = tmp_path_factory.mktemp("trained")
-  data, checkpoint = str(root / "data"), str(root / "gcn")
-  result = run_script("make_synthetic", f"--output_dir={data}", "--model=synthetic_grid",
-                      "--num_train=4", "--num_val=0",
-                      "--num_test=4", "--batch_size=4")
-  assert result.returncode == 0, result.stderr[-2000:]
-  result = run_script("train", f"--data_dir={data}", f"--checkpoint_dir={checkpoint}",
-                      f"--sampling_dir={root / 'sampling'}", "--batch_size=2", "--max_steps=2")
-  assert result.returncode == 0, result.stderr[-2000:]
-  return data, checkpoint
-
-
 def _read_obj_colors(path):
   """v lines' trailing colours (floats in [0, 1]) on 0-255, parsed independently of mesh_io."""
   with open(path) as f:

@@ -56,7 +56,10 @@ class ZeroPadAdd(tf.keras.layers.Layer):
     def pad(x, s):
       return tf.pad(x, tf.stack([tf.zeros([4], tf.int32), target - s], axis=1))
 
-    return pad(a, sa) + pad(b, sb)
+    # The static shape tf.pad loses: a conv after an unknown channel count is XLA-compiled by
+    # Keras (it assumes a grouped conv), which a portable SavedModel must not hold.
+    return tf.ensure_shape(pad(a, sa) + pad(b, sb),
+                           self.compute_output_shape((a.shape, b.shape)))
 
   def compute_output_shape(self, input_shapes):
     a, b = input_shapes

@@ -25,6 +25,7 @@ POOL_TENSOR = "InceptionResnetV1/Logits/AvgPool_1a_8x8/AvgPool:0"
 SCOPE = "InceptionResnetV1"
 POOL_DIM = 1792
 BOTTLENECK_DIM = 512  # the 2018 models' embedding size
+MAX_BOTTLENECK = 4096  # larger is no FaceNet (and would be a huge Dense layer)
 PIXEL_MEAN = 127.5  # facenet's fixed_image_standardization: (x - 127.5) / 128
 PIXEL_SCALE = 128.0
 BN_EPSILON = 1e-3  # facenet batch_norm_params
@@ -222,7 +223,12 @@ def load(path, verify=True):
   if bottleneck is None:
     raise frozen_graph.GraphFormatError(f"{path}: tensor '{prefix}{SCOPE}/Bottleneck/weights' "
                                         "not found")
-  model = build_facenet(bottleneck_dim=int(bottleneck().shape[-1]))
+  bottleneck_shape = bottleneck().shape
+  if len(bottleneck_shape) != 2 or not 0 < bottleneck_shape[1] <= MAX_BOTTLENECK:
+    raise frozen_graph.GraphFormatError(
+        f"{path}: tensor '{prefix}{SCOPE}/Bottleneck/weights' has shape "
+        f"{list(bottleneck_shape)}, expected [{POOL_DIM}, D] with 0 < D <= {MAX_BOTTLENECK}")
+  model = build_facenet(bottleneck_dim=int(bottleneck_shape[1]))
   frozen_graph.assign_slim_weights(model, values, path, anchor, what)
   if kind == "graph" and verify:
     images = tf.random.stateless_uniform([2, INPUT_SIZE, INPUT_SIZE, 3], seed=[3, 4],

@@ -139,6 +139,7 @@ __attribute__((target("avx2"))) inline PixelTest8 TestPixel8(const __m256 v[3][4
   __m256 ok = _mm256_and_ps(
       _mm256_and_ps(_mm256_cmp_ps(e0, zero, _CMP_GE_OQ), _mm256_cmp_ps(e1, zero, _CMP_GE_OQ)),
       _mm256_and_ps(_mm256_cmp_ps(e2, zero, _CMP_GE_OQ), _mm256_cmp_ps(sum, zero, _CMP_GT_OQ)));
+  ok = _mm256_and_ps(ok, _mm256_cmp_ps(sum, _mm256_set1_ps(kMaxFiniteFloat), _CMP_LE_OQ));
   PixelTest8 r;
   r.z = _mm256_div_ps(
       _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(e0, v[0][2]), _mm256_mul_ps(e1, v[1][2])),

@@ -42,6 +42,7 @@ namespace renderer {
 
 constexpr int32_t kEmptyTriangle = -1;
 constexpr float kEmptyDepth = 1.0f;  // z-buffer initial value (NDC far plane)
+constexpr float kMaxFiniteFloat = 3.40282346638528859812e+38f;  // FLT_MAX
 // Pixel-space slack added to screen bounding boxes so that rounding in the
 // perspective divide never drops a pixel the exact edge test would accept.
 constexpr float kBoundsSlack = 1e-3f;
@@ -150,7 +151,10 @@ RENDERER_HD bool TestPixel(const float* v0, const float* v1, const float* v2, fl
     det = -det;
   }
   if (!(e[0] >= 0.0f && e[1] >= 0.0f && e[2] >= 0.0f)) return false;  // also rejects NaN
-  if (!(e[0] + e[1] + e[2] > 0.0f)) return false;
+  // A finite sum: extreme but finite coordinates can overflow it to inf, which would give
+  // a covered pixel whose barycentrics e / sum are all zero.
+  const float sum = e[0] + e[1] + e[2];
+  if (!(sum > 0.0f && sum <= kMaxFiniteFloat)) return false;
   *z = (e[0] * v0[2] + e[1] * v1[2] + e[2] * v2[2]) / det;
   return *z >= -1.0f && *z <= 1.0f;  // false for NaN (det = 0: degenerate)
 }
