@@ -114,6 +114,6 @@ setup(
         "face_recognition_models>=0.3.0",
         "scikit-image>=0.22",
     ],
-    extras_require={"test": ["pytest>=8", "trimesh>=4.0"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5", "trimesh>=4.0"]},
     zip_safe=False,
 )
