@@ -7,12 +7,19 @@ triangles) when ../shared is absent. Each configuration runs in a subprocess,
 since TensorFlow fixes its intra-op thread count at start-up.
 
   python -m bench.renderer_bench --output=bench/results/renderer.json
+
+With --tfmr_dir (a folder holding tf_mesh_renderer's rasterize_triangles_op.cc,
+rasterize_triangles_grad.cc, rasterize_triangles_impl.cc and .h: the clip-space version
+Deep3D ships in its renderer/ folder, not part of this project) the original op is compiled
+against the installed TensorFlow and timed beside ours in the same process, one op per image
+as its rasterize_triangles.py calls it, and the ratios are reported.
 """
 
 import json
 import os
 import subprocess
 import sys
+import tempfile
 
 from absl import app, flags, logging
 
@@ -27,10 +34,51 @@ flags.DEFINE_string("topology", os.path.join(os.path.dirname(__file__), "..", ".
                                               "data", "deep3d", "BFM", "facemodel_info.mat"),
                     "facemodel_info.mat with the BFM front-face triangles.")
 flags.DEFINE_string("output", None, "Optional JSON output path (also printed).")
+flags.DEFINE_string("tfmr_dir", None, "Folder with tf_mesh_renderer's rasterize_triangles "
+                    "kernel sources: time the original beside ours.")
+flags.DEFINE_string("tfmr_library", None, "Internal: the compiled original op library.")
 flags.DEFINE_integer("child_threads", None, "Internal: run one configuration in-process.")
 
 DEEP3D_CAMERA_DISTANCE = 10.0  # dm, SPEC 2.9
 DEEP3D_FOV_Y = 12.5936  # degrees, 2 atan(112 / 1015)
+TFMR_SOURCES = ("rasterize_triangles_op.cc", "rasterize_triangles_grad.cc",
+                "rasterize_triangles_impl.cc")
+
+
+def _build_original(source_dir, output_dir):
+  """Compiles tf_mesh_renderer's CPU op as its BUILD does (-O2), for this TensorFlow."""
+  import tensorflow as tf
+  missing = [f for f in TFMR_SOURCES + ("rasterize_triangles_impl.h",)
+             if not os.path.isfile(os.path.join(source_dir, f))]
+  if missing:
+    raise SystemExit(f"error: --tfmr_dir {source_dir}: missing {', '.join(missing)}")
+  library = os.path.join(output_dir, "rasterize_triangles_kernel.so")
+  command = (["g++", "-std=c++17", "-shared", "-fPIC", "-O2", "-o", library] +
+             [os.path.join(source_dir, f) for f in TFMR_SOURCES] +
+             tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags())
+  built = subprocess.run(command, capture_output=True, text=True, check=False)
+  if built.returncode != 0:
+    raise SystemExit(f"error: --tfmr_dir {source_dir}: g++ failed: {built.stderr[-2000:]}")
+  return library
+
+
+def _original_rasterizer(library):
+  """tf_mesh_renderer's rasterize_triangles op and its registered gradient."""
+  import tensorflow as tf
+  module = tf.load_op_library(library)
+
+  @tf.RegisterGradient("RasterizeTriangles")
+  def _gradient(op, df_dbarycentrics, unused_ids, unused_z):
+    return [module.rasterize_triangles_grad(
+        op.inputs[0], op.inputs[1], op.outputs[0], op.outputs[1], df_dbarycentrics,
+        op.get_attr("image_width"), op.get_attr("image_height")), None]
+
+  def rasterize(clip, triangles, size):
+    # One op per image, as tf_mesh_renderer's rasterize_triangles.py loops over the batch.
+    return tf.stack([module.rasterize_triangles(clip[b], triangles, size, size)[0]
+                     for b in range(clip.shape[0])])
+
+  return rasterize
 
 
 def _scene(batch_size):
@@ -124,6 +172,23 @@ def _run_child(threads):
       loss = tf.reduce_sum(render(vertices, colors)[..., :3] * weights)
     return loss, tape.gradient(loss, [vertices, colors])
 
+  originals = {}
+  if FLAGS.tfmr_library:
+    original = _original_rasterizer(FLAGS.tfmr_library)
+
+    @tf.function
+    def original_fwd(clip):
+      return original(clip, triangles, size)
+
+    @tf.function
+    def original_fwd_bwd(clip):
+      with tf.GradientTape() as tape:
+        tape.watch(clip)
+        loss = tf.reduce_sum(original(clip, triangles, size) * weights)
+      return tape.gradient(loss, clip)
+
+    originals = {"rasterize_forward": original_fwd, "rasterize_forward_backward": original_fwd_bwd}
+
   coverage = float(tf.reduce_mean(tf.cast(rasterize_fwd(clip).triangle_ids >= 0, tf.float32)))
   sync = lambda r: tf.nest.map_structure(lambda t: t.numpy(), r)
   results = {
@@ -137,6 +202,11 @@ def _run_child(threads):
       "mesh_renderer_forward_backward_strided_slice": measure(
           lambda: sync(render_fwd_bwd_strided_slice(vertices, colors)), FLAGS.repeats),
   }
+  for key, fn in originals.items():
+    results[f"original_{key}"] = measure(lambda fn=fn: fn(clip).numpy(), FLAGS.repeats)
+    results[f"speedup_{key}"] = {
+        stat: round(results[f"original_{key}"][f"{stat}_ms_median"] /
+                    results[key][f"{stat}_ms_median"], 2) for stat in ("wall", "cpu")}
   return {
       "scene": name,
       "vertices": int(vertices.shape[1]),
@@ -154,10 +224,14 @@ def main(argv):
     return
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   runs = []
+  extra = []
+  if FLAGS.tfmr_dir:
+    extra = [f"--tfmr_library={_build_original(FLAGS.tfmr_dir, tempfile.mkdtemp())}"]
   for threads in FLAGS.threads:
     logging.info("running configuration: intra_op_threads=%s", threads)
     args = [sys.executable, "-m", "bench.renderer_bench", f"--child_threads={threads}"] + [
-        f"--{f}={FLAGS[f].value}" for f in ("batch_size", "image_size", "repeats", "topology")]
+        f"--{f}={FLAGS[f].value}" for f in ("batch_size", "image_size", "repeats", "topology")
+    ] + extra
     out = subprocess.run(args, cwd=root, capture_output=True, text=True,
                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     if out.returncode != 0:

@@ -30,8 +30,20 @@ class SparseOperator:
     matrix.eliminate_zeros()
     self.name = name
     self.shape = matrix.shape
+    self._matrix = matrix
+    self._scaled = {}
     self._forward = _coo_constants(matrix)
     self._backward = _coo_constants(matrix.T.tocsr())
+
+  def scaled(self, factor):
+    """The operator of factor * S (built once per factor): `scaled(2.0)(x)` is the
+    Chebyshev recursion's 2 L~ x in one sparse product instead of a product and a pass over
+    its result; bit-identical to `2.0 * self(x)` (scaling by a power of two is exact)."""
+    factor = float(factor)
+    if factor not in self._scaled:
+      with tf.init_scope():  # constants outside any tf.function that first asks
+        self._scaled[factor] = SparseOperator(factor * self._matrix, f"{self.name}_x{factor:g}")
+    return self._scaled[factor]
 
   def __call__(self, x):
     """x float32 `[C, ...]` -> S x `[R, ...]`."""

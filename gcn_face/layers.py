@@ -33,6 +33,7 @@ class ChebConv(keras.layers.Layer):
     if order < 1:
       raise ValueError(f"{self.name}: Chebyshev order must be >= 1, got {order}")
     self.laplacian = laplacian
+    self.laplacian_twice = laplacian.scaled(2.0) if order > 2 else None
     self.filters = int(filters)
     self.order = int(order)
     self.zero_init = bool(zero_init)
@@ -55,8 +56,8 @@ class ChebConv(keras.layers.Layer):
     term_prev, term = None, tf.reshape(x, [m, -1])
     y = tf.matmul(flat, kernel[:, 0])
     for order in range(1, k):
-      lap = self.laplacian(term)
-      term_prev, term = term, (lap if order == 1 else 2.0 * lap - term_prev)
+      term_prev, term = term, (self.laplacian(term) if order == 1
+                               else self.laplacian_twice(term) - term_prev)
       y += tf.matmul(tf.reshape(term, [-1, fin]), kernel[:, order])
     return tf.reshape(y, [m, -1, fout])
 
@@ -67,7 +68,7 @@ class ChebConv(keras.layers.Layer):
     parts = [tf.reshape(tf.matmul(flat, kernel[:, order]), [m, -1]) for order in range(k)]
     b1, b2 = parts[k - 1], None
     for order in range(k - 2, 0, -1):
-      b = parts[order] + 2.0 * self.laplacian(b1)
+      b = parts[order] + self.laplacian_twice(b1)
       b1, b2 = (b if b2 is None else b - b2), b1
     y = parts[0] + self.laplacian(b1)
     return y if b2 is None else y - b2

@@ -19,7 +19,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from gcn_face import atomic_file, critic as critic_lib, losses, records, \
+from gcn_face import atomic_file, critic as critic_lib, losses, optimizer, records, \
     refinement as refinement_lib, schedule as schedule_lib
 
 RUN_CONFIG = "train_config.json"  # next to the checkpoints: how to rebuild the generator
@@ -173,8 +173,7 @@ class Trainer(tf.Module):
       # Both optimisers read the generator step: the critic's 5 updates per generator
       # update must not decay its learning rate 5x as often.
       schedule = schedule_lib.StepLearningRate(self.schedule, self.step)
-      self.g_optimizer = tf.keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999,
-                                                  epsilon=1e-8)
+      self.g_optimizer = optimizer.FusedAdam(schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
       self.g_optimizer.build(self.generator.trainable_variables)
       objects = {"generator": model_variables(self.generator), "g_optimizer": self.g_optimizer,
                  "step": self.step}
@@ -182,8 +181,7 @@ class Trainer(tf.Module):
       if config.gan:
         self.critic = critic_lib.ImageCritic(synchronized=self.replicas > 1)
         self.critic(tf.zeros([1, 224, 224, 3]), training=False)
-        self.d_optimizer = tf.keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999,
-                                                    epsilon=1e-8)
+        self.d_optimizer = optimizer.FusedAdam(schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
         self.d_optimizer.build(self.critic.trainable_variables)
         objects.update(critic=model_variables(self.critic), d_optimizer=self.d_optimizer)
     self.checkpoint = tf.train.Checkpoint(**objects)
@@ -197,10 +195,13 @@ class Trainer(tf.Module):
     """The gradient of the mean of the replicas' losses, clipped per tensor after the
     all-reduce (as one device clips its batch's gradient), divided by the replica count for
     Keras' optimizer, which sums the replicas' gradients; and whether it is finite."""
-    grads = [g / self.replicas for g in tape.gradient(loss, variables)]
+    grads = tape.gradient(loss, variables)
+    if self.replicas == 1:
+      return optimizer.clip_and_check(grads, self.config.clip_norm)
+    grads = [g / self.replicas for g in grads]
     grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-    return [tf.clip_by_norm(g, self.config.clip_norm) / self.replicas for g in grads], finite
+    grads, finite = optimizer.clip_and_check(grads, self.config.clip_norm)
+    return [g / self.replicas for g in grads], finite
 
   def terms(self, out):
     """Every loss term of a forward pass (SPEC 6.2), as a dict of scalars."""
