@@ -17,6 +17,7 @@ On the real photos of ../shared/data/deep3d/input with the real 35,709-vertex BF
 import glob
 import os
 import tempfile
+import time
 
 from absl import app, flags
 
@@ -57,16 +58,23 @@ def main(argv):
   def timed(rec, repeats):
     return measure(lambda: rec.reconstruct(next(cycle)), repeats, warmup=1)
 
+  # The first photo of a process pays for tracing every function (fit, formation, GCN,
+  # renders): once per process, so one measurement, taken before anything else has run.
+  fitter = reconstruction.Reconstructor(model, None, module)
+  start = time.perf_counter()
+  fitter.reconstruct(photos[0])
+  report["fit_first_photo_ms"] = round((time.perf_counter() - start) * 1e3, 1)
   rec = reconstruction.Reconstructor(model, rnet_model, module)
   report["rnet"] = timed(rec, FLAGS.repeats)
   face = rec.reconstruct(photos[0])
   out = os.path.join(work, "out")
   report["write"] = measure(lambda: reconstruction.write_outputs(face, out, rec.triangles),
                             FLAGS.repeats, warmup=1)
-  report["fit"] = timed(reconstruction.Reconstructor(model, None, module), FLAGS.fit_repeats)
-  report["targets"] = {"rnet_s": 1.5, "fit_s": 20.0,
+  report["fit"] = timed(fitter, FLAGS.fit_repeats)
+  report["targets"] = {"rnet_s": 1.5, "fit_s": 20.0, "fit_first_photo_s": 10.0,
                        "rnet_met": report["rnet"]["wall_ms_median"] <= 1500.0,
-                       "fit_met": report["fit"]["wall_ms_median"] <= 20000.0}
+                       "fit_met": report["fit"]["wall_ms_median"] <= 20000.0,
+                       "fit_first_photo_met": report["fit_first_photo_ms"] <= 10000.0}
   report_json(report, FLAGS.output)
 
 
