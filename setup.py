@@ -1,9 +1,10 @@
 """Builds and installs the project, compiling its TensorFlow ops.
 
 `pip install --no-build-isolation -e .` (or `pip install .`) compiles
-renderer/kernels/*.cc and deep3dface/kernels/*.cc with the compile and link
-flags of the installed TensorFlow and ships the libraries as
-renderer/_rasterizer_ops*.so and deep3dface/_face_ops*.so.
+renderer/kernels/*.cc, deep3dface/kernels/*.cc and gcn_face/kernels/*.cc with
+the compile and link flags of the installed TensorFlow and ships the libraries
+as renderer/_rasterizer_ops*.so, deep3dface/_face_ops*.so and
+gcn_face/_graph_ops*.so.
 """
 
 import functools
@@ -31,6 +32,9 @@ OP_LIBRARIES = [
      ["deep3dface/kernels/linear_basis.h", "deep3dface/kernels/pose_light.h",
       "deep3dface/kernels/simd_dispatch.h",
       "deep3dface/kernels/vertex_normals.h", "renderer/kernels/index_range.h",
+      "renderer/kernels/simd_x86.h", "renderer/kernels/tf_kernel_support.h"]),
+    ("gcn_face._graph_ops", ["gcn_face/kernels/graph_ops.cc"],
+     ["gcn_face/kernels/chebyshev.h", "renderer/kernels/index_range.h",
       "renderer/kernels/simd_x86.h", "renderer/kernels/tf_kernel_support.h"]),
 ]
 # -Wno-psabi: the AVX2 lane type passes through generic inline code that is

@@ -107,8 +107,9 @@ class FaceModel(tf.Module):
     # and light); with a GPU it is one XLA function of tf ops.
     self._use_ops = (basis_kernel == "op" or
                       (basis_kernel == "auto" and face_ops.use_op()))
-    self._form = (tf.function(self._form_impl, jit_compile=True, reduce_retracing=True) if xla
-                  else self._form_impl)
+    self._form = (tf.function(self._form_impl, jit_compile=True, reduce_retracing=True,
+                              autograph=False)
+                  if xla else self._form_impl)
 
   def shape(self, identity, expression):
     """Canonical shape `[B, N, 3]` (dm) from `[B, 80]` identity and `[B, 64]` expression."""

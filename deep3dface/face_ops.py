@@ -118,7 +118,7 @@ def pose_light(shape, normals, albedo, angles, translation, gamma, world_to_clip
       principal_point=constants.PRINCIPAL_POINT, camera_distance=constants.CAMERA_DISTANCE))
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
+@tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
 def _pose_light_vjp(inputs, world_to_clip, keypoints, output_grads):
   with tf.GradientTape() as tape:
     tape.watch(inputs)

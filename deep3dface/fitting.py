@@ -119,8 +119,12 @@ class Fitter:
     rows = (np.asarray(face_model.keypoints)[:, None] * 3 + np.arange(3)).reshape(-1)
     self.keypoint_mean = tf.gather(face_model.mean_shape, rows, axis=1)
     self.keypoint_basis = tf.gather(face_model.shape_basis, rows)
-    self._landmark_step = tf.function(self._landmark_step_impl, reduce_retracing=True)
-    self._photo_step = tf.function(self._photo_step_impl, reduce_retracing=True)
+    # No AutoGraph: the steps branch on Python values only, and converting their callees'
+    # source was most of a process's first fit (docs/speed.md).
+    self._landmark_step = tf.function(self._landmark_step_impl, reduce_retracing=True,
+                                      autograph=False)
+    self._photo_step = tf.function(self._photo_step_impl, reduce_retracing=True,
+                                   autograph=False)
 
   def _landmark_loss(self, landmarks, targets):
     d2 = tf.reduce_sum(tf.square(landmarks - targets), -1)

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from deep3dface import constants
 from deep3dface import face_model as face_model_lib
-from gcn_face import atomic_file, refinement as refinement_lib
+from gcn_face import atomic_file, graph_ops, refinement as refinement_lib
 
 SERVING_SIGNATURE = "serving_default"
 LANDMARKS_SIGNATURE = "with_landmarks"
@@ -87,9 +87,10 @@ class TextureRefinementServing(tf.Module):
     return self._serve_with_landmarks(image, mask, coefficients, landmarks)
 
   def _serve_with_landmarks(self, image, mask, coefficients, landmarks):
-    out = self.refinement.generate(
-        {"image": tf.cast(image, tf.float32), "mask": tf.clip_by_value(mask, 0.0, 1.0),
-         "coeff": coefficients, "landmarks": landmarks}, face_model=self.face_model)
+    with graph_ops.standard_ops():  # traced here: the SavedModel must load without the project
+      out = self.refinement.generate(
+          {"image": tf.cast(image, tf.float32), "mask": tf.clip_by_value(mask, 0.0, 1.0),
+           "coeff": coefficients, "landmarks": landmarks}, face_model=self.face_model)
     return {"fine_albedo": refinement_lib.to_255(out["fine_albedo"]),
             "vertices": out["face"].shape}
 
@@ -124,8 +125,10 @@ def save(module, path, signatures, manifest):
   try:
     # Serving needs no gradients; the sparse operators' custom gradients capture constants
     # that SavedModel cannot store.
-    tf.saved_model.save(module, tmp, signatures=signatures,
-                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+    # Functions traced while saving (the tracked Keras layers' too) use standard ops only.
+    with graph_ops.standard_ops():
+      tf.saved_model.save(module, tmp, signatures=signatures,
+                          options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     atomic_file.write_json(os.path.join(tmp, MANIFEST), manifest)
     check_replaceable(path)  # again: the folder may have changed while exporting
     if os.path.isdir(path):

@@ -1,9 +1,11 @@
 """Sparse mesh operators for the GCN layers, in the vertex-major layout `[M, ...]`.
 
 A `SparseOperator` applies a fixed sparse matrix S `[R, C]` to a tensor whose
-first axis indexes vertices: `[C, ...] -> [R, ...]`, with TensorFlow's CSR
-sparse-matrix kernel, 5-10x faster on the BFM mesh than
-`tf.sparse.sparse_dense_matmul` (docs/gcn_face.md has the measurements).
+first axis indexes vertices: `[C, ...] -> [R, ...]`, and for square S forms a
+ChebConv's Chebyshev basis and Clenshaw sums, with the project's C++ ops on CPU
+(`gcn_face.graph_ops`) and TensorFlow's CSR sparse-matrix kernel otherwise
+(on a GPU, and in exported SavedModels); docs/gcn_face.md and docs/speed.md have
+the measurements.
 
 `MeshGraph` bundles, per level of a `mesh_sampling.Sampling`, the rescaled
 Chebyshev Laplacian L~ = L - I (lambda_max = 2, SPEC 3.3) and the pooling (D)
@@ -14,13 +16,15 @@ import numpy as np
 import scipy.sparse
 import tensorflow as tf
 
+from gcn_face import graph_ops
+
 
 class SparseOperator:
   """A fixed sparse matrix S `[R, C]` applied along the first axis, differentiable.
 
-  Forward S x and backward S^T g both run TensorFlow's multithreaded CSR
-  kernel (`SparseMatrixMatMul`); only the gradient with respect to x is
-  formed (S is a constant).
+  Only gradients with respect to the dense operand are formed (S is a constant).
+  The C++ ops (`graph_ops.enabled()`) and the standard-op fallback (TensorFlow's
+  multithreaded CSR kernel, `SparseMatrixMatMul`) agree to float rounding.
   """
 
   def __init__(self, matrix, name="sparse_operator"):
@@ -34,6 +38,8 @@ class SparseOperator:
     self._scaled = {}
     self._forward = _coo_constants(matrix)
     self._backward = _coo_constants(matrix.T.tocsr())
+    self._csr = graph_ops.Csr(matrix)
+    self._csr_t = graph_ops.Csr(matrix.T)
 
   def scaled(self, factor):
     """The operator of factor * S (built once per factor): `scaled(2.0)(x)` is the
@@ -47,8 +53,16 @@ class SparseOperator:
 
   def __call__(self, x):
     """x float32 `[C, ...]` -> S x `[R, ...]`."""
-    forward, backward = self._forward, self._backward
     tail = tf.shape(x)[1:]
+    flat = tf.reshape(x, [self.shape[1], -1])
+    if graph_ops.enabled():
+      y = graph_ops.sparse_matmul(self._csr, self._csr_t, flat)
+    else:
+      y = self._standard(flat)
+    return tf.reshape(y, tf.concat([[self.shape[0]], tail], 0))
+
+  def _standard(self, flat):
+    forward, backward = self._forward, self._backward
 
     @tf.custom_gradient
     def apply(flat):
@@ -56,8 +70,17 @@ class SparseOperator:
         return _csr_matmul(backward, upstream)
       return _csr_matmul(forward, flat), grad
 
-    y = apply(tf.reshape(x, [self.shape[1], -1]))
-    return tf.reshape(y, tf.concat([[self.shape[0]], tail], 0))
+    return apply(flat)
+
+  def chebyshev_conv(self, x, kernel, order):
+    """sum_k T_k(S) x W_k for square S with the C++ op (`graph_ops.cheb_conv`): x float32
+    `[M, B, Fin]`, kernel `[Fin * order, Fout]` (W_k = rows fin * order + k) -> `[M, B, Fout]`."""
+    if self.shape[0] != self.shape[1]:
+      raise ValueError(f"{self.name}: a Chebyshev convolution needs a square matrix, got "
+                       f"{self.shape}")
+    if x.shape.rank != 3 or (x.shape[0] is not None and x.shape[0] != self.shape[0]):
+      raise ValueError(f"{self.name}: expected [{self.shape[0]}, B, F], got {x.shape}")
+    return graph_ops.cheb_conv(self._csr, self._csr_t, x, kernel, int(order))
 
 
 def _coo_constants(matrix):

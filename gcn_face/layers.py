@@ -9,6 +9,8 @@ the layouts). The networks convert from and to `[B, M, F]` at their boundary.
 import keras
 import tensorflow as tf
 
+from gcn_face import graph_ops
+
 CHEB_ORDER = 6  # K of every ChebConv in the release (SPEC 3.3)
 FC_WEIGHT_DECAY = 5e-4  # Reg = 5e-4 * sum(|w|^2 / 2) over FC weights and biases (SPEC 6.2)
 
@@ -51,6 +53,19 @@ class ChebConv(keras.layers.Layer):
     m, fin, k, fout = tf.shape(x)[0], self.in_features, self.order, self.filters
     kernel = tf.reshape(self.kernel, [fin, k, fout])  # row fin * K + k of the release's layout
     flat = tf.reshape(x, [-1, fin])
+    if k == 1:
+      return tf.reshape(tf.matmul(flat, kernel[:, 0]), [m, -1, fout])
+    if graph_ops.enabled():
+      return self._call_ops(x)
+    return self._call_standard(x, flat, kernel, m)
+
+  def _call_ops(self, x):
+    """The C++ op: the whole recursion and its K products with W_k in one pass per term."""
+    return self.laplacian.chebyshev_conv(x, self.kernel, self.order)
+
+  def _call_standard(self, x, flat, kernel, m):
+    """Standard TensorFlow ops (GPU, SavedModel export): K sparse products and matmuls."""
+    fin, k, fout = self.in_features, self.order, self.filters
     if fout < fin and k > 1:
       return tf.reshape(self._clenshaw(flat, kernel, m), [m, -1, fout])
     term_prev, term = None, tf.reshape(x, [m, -1])

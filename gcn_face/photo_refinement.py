@@ -120,7 +120,7 @@ class PhotoRefiner:
     self.edges = tf.constant(edges(face_model.triangles.numpy()))
     self._triangles_np = face_model.triangles.numpy()
     self.encoder = encoder if self.config.identity > 0 else None
-    self._step = tf.function(self._step_impl, reduce_retracing=True)
+    self._step = tf.function(self._step_impl, reduce_retracing=True, autograph=False)
 
   def _render(self, colors, raster):
     """Render `[1, 224, 224, 3]` (rows top-down) of lit vertex colours `[1, N, 3]`."""

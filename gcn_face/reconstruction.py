@@ -112,8 +112,9 @@ class Reconstructor:
     self.preparer = prepare.FacePreparer(
         segmenter, landmarks.SELECT_ALL if all_faces else landmarks.SELECT_LARGEST,
         max_photo_pixels)
-    self._rnet = tf.function(lambda images: rnet(images, training=False)[0]) if rnet else None
-    self._textures = tf.function(self._textures_impl)
+    self._rnet = tf.function(lambda images: rnet(images, training=False)[0],
+                             autograph=False) if rnet else None
+    self._textures = tf.function(self._textures_impl, autograph=False)
     self.fitter = None
     if fit or rnet is None:
       self.fitter = fitting.Fitter(self.face_model, refinement_lib.skin_indices(model), fit_config)

@@ -1,4 +1,5 @@
-"""Results are bit-identical for any intra-op thread count (separate processes)."""
+"""Results are bit-identical for any intra-op thread count (separate processes): the
+rasterizer, the face ops and the graph ops."""
 
 import os
 import subprocess

@@ -59,7 +59,31 @@ with tf.GradientTape() as tape:
   face_loss = (tf.reduce_sum(combined * combined) + tf.reduce_sum(normals * shape) +
                sum(tf.reduce_sum(tf.sin(x)) for x in posed))
 face_grads = tape.gradient(face_loss, [coeff, shape])
-np.savez(path, ids=raster.triangle_ids.numpy(), bary=raster.barycentrics.numpy(),
+
+# The graph ops (gcn_face.graph_ops): a ChebConv of each form and the sparse product, on the
+# grid's Laplacian (1600 vertices: several row blocks).
+import scipy.sparse  # pylint: disable=g-import-not-at-top
+from gcn_face import graph  # pylint: disable=g-import-not-at-top
+
+edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+adjacency = scipy.sparse.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])),
+                                    shape=(len(vertices),) * 2).tocsr()
+adjacency = ((adjacency + adjacency.T) > 0).astype(np.float64)
+degree = np.asarray(adjacency.sum(1)).ravel()
+laplacian = graph.SparseOperator(-scipy.sparse.diags(degree ** -0.5) @ adjacency @
+                                 scipy.sparse.diags(degree ** -0.5), "probe")
+graph_x = tf.constant(rng.normal(size=(len(vertices), 3, 12)).astype(np.float32))
+graph_out = {}
+for fout in (20, 5):  # the recursion form and Clenshaw's
+  kernel = tf.constant(rng.normal(size=(12 * 6, fout)).astype(np.float32))
+  with tf.GradientTape() as tape:
+    tape.watch([graph_x, kernel])
+    conv = laplacian.chebyshev_conv(graph_x, kernel, 6)
+    conv_loss = tf.reduce_sum(tf.sin(conv)) + tf.reduce_sum(laplacian(graph_x) ** 2)
+  graph_out[f"cheb{fout}"] = conv.numpy()
+  for name, g in zip(("dx", "dkernel"), tape.gradient(conv_loss, [graph_x, kernel])):
+    graph_out[f"cheb{fout}_{name}"] = g.numpy()
+np.savez(path, **graph_out, ids=raster.triangle_ids.numpy(), bary=raster.barycentrics.numpy(),
          depth=raster.depth.numpy(), image=image.numpy(), dv=grads[0].numpy(),
          dc=grads[1].numpy(), shaded=shaded.numpy(),
          **{f"shaded_d{i}": g.numpy() for i, g in enumerate(shaded_grads)}, combined=combined.numpy(), normals=normals.numpy(),
