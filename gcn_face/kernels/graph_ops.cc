@@ -34,8 +34,18 @@ Status ShapeCsr(InferenceContext* c, DimensionHandle* rows) {
   return c->Subtract(c->Dim(row_ptr, 0), 1, rows);
 }
 
+// The instruction sets the attributes allow: `simd` (false: portable C++ only) and
+// `avx512` (false: at most AVX2 + FMA).
+Status ReadSimd(OpKernelConstruction* ctx, int* simd) {
+  bool any = true, avx512 = true;
+  TF_RETURN_IF_ERROR(ctx->GetAttr("simd", &any));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("avx512", &avx512));
+  *simd = !any ? kSimdPortable : avx512 ? kSimdBest : kSimdAvx2;
+  return Status();
+}
+
 // Validates the CSR inputs 0-2 for a matrix with `cols` columns (`simd`: the op's attribute).
-Status ReadCsr(OpKernelContext* ctx, int64_t cols, bool simd, Csr* s) {
+Status ReadCsr(OpKernelContext* ctx, int64_t cols, int simd, Csr* s) {
   s->simd = simd;
   const Tensor &row_ptr = ctx->input(0), &col = ctx->input(1), &val = ctx->input(2);
   TF_RETURN_IF_ERROR(CheckRank(row_ptr, 1, "row_ptr", "[R + 1]"));
@@ -84,6 +94,7 @@ REGISTER_OP("GcnSparseMatMul")
     .Input("val: float32")
     .Input("x: float32")
     .Attr("simd: bool = true")
+    .Attr("avx512: bool = true")
     .Output("y: float32")
     .SetShapeFn([](InferenceContext* c) {
       DimensionHandle rows;
@@ -98,7 +109,7 @@ REGISTER_OP("GcnSparseMatMul")
 class SparseMatMulOp : public OpKernel {
  public:
   explicit SparseMatMulOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("simd", &simd_));
+    OP_REQUIRES_OK(ctx, ReadSimd(ctx, &simd_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -117,13 +128,13 @@ class SparseMatMulOp : public OpKernel {
   }
 
  private:
-  bool simd_;
+  int simd_ = kSimdBest;
 };
 
 REGISTER_KERNEL_BUILDER(Name("GcnSparseMatMul").Device(DEVICE_CPU), SparseMatMulOp);
 
 // Square S on inputs 0-2 whose size matches `rows` (the dense operand's first axis).
-Status ReadSquareCsr(OpKernelContext* ctx, int64_t rows, bool simd, Csr* s) {
+Status ReadSquareCsr(OpKernelContext* ctx, int64_t rows, int simd, Csr* s) {
   const Tensor& row_ptr = ctx->input(0);
   if (row_ptr.dims() == 1 && row_ptr.dim_size(0) != rows + 1) {
     return errors::InvalidArgument("the sparse matrix has ", row_ptr.dim_size(0) - 1,
@@ -155,13 +166,31 @@ int64_t BlockCost(const Csr& s, const ChebConvShape& c, int64_t channels) {
   return std::max<int64_t>(1, kBlockRows * (RowCost(s, c.n * channels) + 2 * c.n * c.fin * c.fout));
 }
 
-// Three [M, N, channels] buffers for the steps' rotating terms.
+// `count` [M, N, channels] buffers for the steps' terms.
 Status AllocateTerms(OpKernelContext* ctx, const ChebConvShape& c, int64_t channels,
-                     Tensor* storage, float* bufs[3]) {
+                     int64_t count, Tensor* storage, std::vector<float*>* bufs) {
   const int64_t size = c.m * c.n * channels;
-  TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({3, size}), storage));
-  for (int i = 0; i < 3; ++i) bufs[i] = storage->flat<float>().data() + i * size;
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({count, size}), storage));
+  bufs->resize(count);
+  for (int64_t i = 0; i < count; ++i) (*bufs)[i] = storage->flat<float>().data() + i * size;
   return Status();
+}
+
+// terms[0] = first, terms[k] = bufs[k - 1]: the K terms of a recursion.
+std::vector<const float*> RecursionTerms(const float* first, const std::vector<float*>& bufs) {
+  std::vector<const float*> terms{first};
+  terms.insert(terms.end(), bufs.begin(), bufs.end());
+  return terms;
+}
+
+// Steps k = 1 .. K-1 of the recursion on `width`-float rows, terms[k] into bufs[k - 1].
+void RunRecursion(OpKernelContext* ctx, const Csr& s, const ChebConvShape& c, int64_t channels,
+                  const std::vector<const float*>& terms, const std::vector<float*>& bufs) {
+  for (int64_t k = 1; k < c.order; ++k) {
+    ParallelFor(ctx, NumBlocks(c.m), BlockCost(s, c, channels), [&](int64_t b0, int64_t b1) {
+      RecursionStep(s, k, terms.data(), bufs[k - 1], c.n * channels, b0, b1);
+    });
+  }
 }
 
 Status ShapeChebConv(InferenceContext* c, ShapeHandle* x, ShapeHandle* kernel,
@@ -180,6 +209,7 @@ REGISTER_OP("GcnChebConv")
     .Input("kernel: float32")
     .Attr("order: int >= 1")
     .Attr("simd: bool = true")
+    .Attr("avx512: bool = true")
     .Output("y: float32")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle x, kernel;
@@ -195,7 +225,7 @@ class ChebConvKernelBase : public OpKernel {
  public:
   explicit ChebConvKernelBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("order", &order_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("simd", &simd_));
+    OP_REQUIRES_OK(ctx, ReadSimd(ctx, &simd_));
   }
 
  protected:
@@ -205,7 +235,7 @@ class ChebConvKernelBase : public OpKernel {
   }
 
   int64_t order_ = 1;
-  bool simd_ = true;
+  int simd_ = kSimdBest;
 };
 
 class ChebConvOp : public ChebConvKernelBase {
@@ -218,23 +248,30 @@ class ChebConvOp : public ChebConvKernelBase {
     OP_REQUIRES_OK(ctx, ReadOperands(ctx, &c, &s));
     Tensor* y = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({c.m, c.n, c.fout}), &y));
-    const bool clenshaw = c.fin > c.fout;
-    const int64_t channels = clenshaw ? c.fout : c.fin;
-    Tensor storage;
-    float* bufs[3];
-    OP_REQUIRES_OK(ctx, AllocateTerms(ctx, c, order_ > 1 ? channels : 0, &storage, bufs));
     const float* x = ctx->input(3).flat<float>().data();
     const float* kernel = ctx->input(4).flat<float>().data();
     float* yp = y->flat<float>().data();
-    for (int64_t step = 0; step < order_; ++step) {
-      const int64_t k = clenshaw ? order_ - 1 - step : step;
-      ParallelFor(ctx, NumBlocks(c.m), BlockCost(s, c, channels), [&](int64_t b0, int64_t b1) {
-        if (clenshaw) {
-          Scratch scratch(c);
-          ForwardClenshawStep(c, s, x, kernel, k, bufs, yp, &scratch, b0, b1);
-        } else {
-          ForwardRecursionStep(c, s, x, kernel, k, bufs, yp, b0, b1);
-        }
+    Tensor storage;
+    std::vector<float*> bufs;
+    if (c.fin <= c.fout) {  // recursion on x, then one product per block
+      OP_REQUIRES_OK(ctx, AllocateTerms(ctx, c, c.fin, c.order - 1, &storage, &bufs));
+      const std::vector<const float*> terms = RecursionTerms(x, bufs);
+      RunRecursion(ctx, s, c, c.fin, terms, bufs);
+      ParallelFor(ctx, NumBlocks(c.m), BlockCost(s, c, c.fin), [&](int64_t b0, int64_t b1) {
+        ForwardProducts(c, terms.data(), kernel, yp, b0, b1, s.simd);
+      });
+      return;
+    }
+    // Clenshaw on Fout channels: all products first, then the steps.
+    OP_REQUIRES_OK(ctx, AllocateTerms(ctx, c, c.fout, c.order - 1, &storage, &bufs));
+    std::vector<float*> outs{yp};
+    outs.insert(outs.end(), bufs.begin(), bufs.end());
+    ParallelFor(ctx, NumBlocks(c.m), BlockCost(s, c, c.fout), [&](int64_t b0, int64_t b1) {
+      ClenshawProducts(c, x, kernel, outs.data(), b0, b1, s.simd);
+    });
+    for (int64_t k = c.order - 2; k >= 0; --k) {
+      ParallelFor(ctx, NumBlocks(c.m), BlockCost(s, c, c.fout), [&](int64_t b0, int64_t b1) {
+        ClenshawStep(c, s, k, outs.data(), b0, b1);
       });
     }
   }
@@ -251,6 +288,7 @@ REGISTER_OP("GcnChebConvGrad")
     .Input("dy: float32")
     .Attr("order: int >= 1")
     .Attr("simd: bool = true")
+    .Attr("avx512: bool = true")
     .Output("dx: float32")
     .Output("dkernel: float32")
     .SetShapeFn([](InferenceContext* c) {
@@ -283,8 +321,8 @@ class ChebConvGradOp : public ChebConvKernelBase {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, ctx->input(4).shape(), &dkernel));
     const int64_t blocks = NumBlocks(c.m), per_block = c.order * c.fin * c.fout;
     Tensor storage, partial, kernel_t;
-    float* bufs[3];
-    OP_REQUIRES_OK(ctx, AllocateTerms(ctx, c, order_ > 1 ? c.fout : 0, &storage, bufs));
+    std::vector<float*> bufs;
+    OP_REQUIRES_OK(ctx, AllocateTerms(ctx, c, c.fout, c.order - 1, &storage, &bufs));
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT,
                                            TensorShape({std::max<int64_t>(blocks, 1), per_block}),
                                            &partial));
@@ -300,14 +338,13 @@ class ChebConvGradOp : public ChebConvKernelBase {
       }
     }
     const float* x = ctx->input(3).flat<float>().data();
-    const float* dyp = dy.flat<float>().data();
     float* dxp = dx->flat<float>().data();
     float* pp = partial.flat<float>().data();
-    for (int64_t k = 0; k < order_; ++k) {
-      ParallelFor(ctx, blocks, BlockCost(s_t, c, c.fout), [&](int64_t b0, int64_t b1) {
-        BackwardStep(c, s_t, x, kt, dyp, k, bufs, dxp, pp, b0, b1);
-      });
-    }
+    const std::vector<const float*> terms = RecursionTerms(dy.flat<float>().data(), bufs);
+    RunRecursion(ctx, s_t, c, c.fout, terms, bufs);
+    ParallelFor(ctx, blocks, BlockCost(s_t, c, c.fout), [&](int64_t b0, int64_t b1) {
+      BackwardProducts(c, terms.data(), x, kt, dxp, pp, b0, b1, s_t.simd);
+    });
     float* dk = dkernel->flat<float>().data();
     if (blocks == 0) {
       std::fill_n(dk, per_block, 0.0f);
