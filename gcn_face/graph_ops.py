@@ -8,9 +8,9 @@ products per step. Here:
 
 * `sparse_matmul(csr, csr_t, x)`: S x (the pooling and unpooling).
 * `cheb_conv(csr, csr_t, x, kernel, order)`: a whole ChebConv forward in one op
-  and its gradient in another; the recursion's terms never exist as tensors
-  (three rotating buffers), and the small products with W_k run row by row
-  while the row is in cache (kernels/chebyshev.h has the algorithm).
+  and its gradient in another; the recursion's terms never exist as graph
+  tensors, and the products with W_0..W_{K-1} run as one product per vertex
+  block over all K terms (kernels/chebyshev.h has the algorithm).
 
 Every output element is summed in one fixed order, so results do not depend on
 the thread count.

@@ -11,8 +11,9 @@
 //                y = x W_0 + S b_1 - b_2.
 // Backward, with u_k = T_k(S^T) dy by the recursion on Fout channels:
 //   dx[r] = sum_k u_k[r] W_k^T,  dW_k = sum_r x[r]^T u_k[r].
-// No [M, N, K, F] tensor is formed: each step keeps three [M, N, F] buffers
-// and does the small dense products row by row while the row is in cache.
+// The recursion's steps are sparse passes over the rows; the dense work is one
+// product per block of kBlockRows vertices over all K terms at once (y or dx
+// written once, x read once), so the products are wide enough for the SIMD tiles.
 //
 // Every sum has a fixed order (CSR order, channel order, step order; dW over
 // fixed blocks of kBlockRows rows, then over blocks in order), so results do
@@ -30,6 +31,7 @@
 namespace gcn_face {
 
 constexpr int64_t kBlockRows = 256;  // rows per shard unit and per dW partial sum
+constexpr int64_t kVectorFloats = 16;  // floats per AVX-512 vector
 
 // Instruction sets the kernels may use (ops' `simd` and `avx512` attributes, for tests):
 // the portable C++ only, up to AVX2 + FMA, or the best the CPU has (AVX-512F).
@@ -224,7 +226,7 @@ struct Gemm {
   const float* const* a_parts = nullptr;  // parts > 1: the pieces' A
   int64_t b_part = 0;
   // Or (parts == 1) columns in pieces of col_width w: B[p, j] = b_cols[j / w][p * ldb + j % w]
-  // and/or C[r, j] = c_cols[j / w][r * ldc + j % w]; the SIMD instances need w % 16 == 0.
+  // and/or C[r, j] = c_cols[j / w][r * ldc + j % w]; the SIMD instances need w % kVectorFloats == 0.
   const float* const* b_cols = nullptr;
   float* const* c_cols = nullptr;
   int64_t col_width = 0;
@@ -422,7 +424,7 @@ __attribute__((target("avx512f"))) inline void TileAvx512(const Gemm& g, int64_t
   }
 }
 
-// Rows MR at a time, then 4, then 1, for one strip of NV vectors.
+// Rows MR at a time, then 8 (after 12), 4 and 1, for one strip of NV vectors.
 template <int MR, int NV>
 __attribute__((target("avx512f"))) inline void StripAvx512(const Gemm& g, int64_t j,
                                                            __mmask16 last) {
@@ -450,7 +452,7 @@ __attribute__((target("avx512f"))) inline void GemmAvx512(const Gemm& g) {
 #endif
 
 inline void RunGemm(const Gemm& g, int simd) {
-  if ((g.b_cols || g.c_cols) && (g.col_width % 16 != 0 || !UseAvx512(simd))) {
+  if ((g.b_cols || g.c_cols) && (g.col_width % kVectorFloats != 0 || !UseAvx512(simd))) {
     for (int64_t j = 0; j < g.cols; j += g.col_width) {  // column piece by piece
       RunGemm(Gemm{g.a, g.a_row, g.a_depth, g.ColumnB(0, j), g.ldb, g.AtC(0, j), g.ldc, g.rows,
                    std::min(g.col_width, g.cols - j), g.depth, g.accumulate},
@@ -505,13 +507,6 @@ inline int64_t BlockEnd(const ChebConvShape& c, int64_t b) {
   return std::min(c.m, (b + 1) * kBlockRows);
 }
 
-// C (+)= A W_k for the (vertex, batch) rows [r0 * n, r1 * n) of a [M, N, Fin] operand.
-inline Gemm TimesKernel(const ChebConvShape& c, const float* a, const float* kernel, int64_t k,
-                        float* out, int64_t r0, int64_t r1, bool accumulate) {
-  return Gemm{a + r0 * c.n * c.fin, c.fin, 1, kernel + k * c.fout, c.order * c.fout,
-              out + r0 * c.n * c.fout, c.fout, (r1 - r0) * c.n, c.fout, c.fin, accumulate};
-}
-
 // Step k >= 1 of the recursion on the rows of blocks [b0, b1), width floats per row:
 // terms[k] = S terms[k - 1] (k == 1) or 2 S terms[k - 1] - terms[k - 2]; out == terms[k].
 inline void RecursionStep(const Csr& s, int64_t k, const float* const* terms, float* out,
@@ -553,7 +548,8 @@ inline void ForwardProducts(const ChebConvShape& c, const float* const* terms,
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t r0 = BlockBegin(b), r1 = BlockEnd(c, b);
     for (int64_t k = 0; k < c.order; ++k) parts[k] = terms[k] + r0 * c.n * c.fin;
-    Gemm g = TimesKernel(c, terms[0], kernel, 0, y, r0, r1, false);
+    Gemm g{parts[0], c.fin, 1, kernel, c.order * c.fout, y + r0 * c.n * c.fout, c.fout,
+           (r1 - r0) * c.n, c.fout, c.fin, false};
     g.parts = c.order;
     g.a_parts = parts.data();
     g.b_part = c.fout;
@@ -568,9 +564,9 @@ inline void ForwardProducts(const ChebConvShape& c, const float* const* terms,
 inline void ClenshawProducts(const ChebConvShape& c, const float* x, const float* kernel,
                              float* const* outs, int64_t b0, int64_t b1, int simd) {
   std::vector<float*> pieces(c.order);
-  // Fout not a multiple of 16: one contiguous [rows, K * Fout] product, then copied out (a
+  // Fout not a multiple of a vector: one contiguous [rows, K * Fout] product, then copied out (a
   // few wide SIMD columns instead of K narrow ones).
-  const bool packed = c.fout % 16 != 0 && c.order > 1;
+  const bool packed = c.fout % kVectorFloats != 0 && c.order > 1;
   std::vector<float> scratch(packed ? kBlockRows * c.n * c.order * c.fout : 0);
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t r0 = BlockBegin(b), r1 = BlockEnd(c, b), rows = (r1 - r0) * c.n;
@@ -609,8 +605,8 @@ inline void BackwardProducts(const ChebConvShape& c, const float* const* terms,
                              int64_t b0, int64_t b1, int simd) {
   std::vector<const float*> parts(c.order);
   const int64_t width = c.order * c.fout;
-  // Fout not a multiple of 16: the block's terms side by side, [rows, K * Fout], first.
-  const bool packed = c.fout % 16 != 0 && c.order > 1;
+  // Fout not a multiple of a vector: the block's terms side by side, [rows, K * Fout], first.
+  const bool packed = c.fout % kVectorFloats != 0 && c.order > 1;
   std::vector<float> scratch(packed ? kBlockRows * c.n * width : 0);
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t r0 = BlockBegin(b), r1 = BlockEnd(c, b), rows = (r1 - r0) * c.n;

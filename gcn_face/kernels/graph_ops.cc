@@ -44,7 +44,7 @@ Status ReadSimd(OpKernelConstruction* ctx, int* simd) {
   return Status();
 }
 
-// Validates the CSR inputs 0-2 for a matrix with `cols` columns (`simd`: the op's attribute).
+// Validates the CSR inputs 0-2 for a matrix with `cols` columns (`simd`: from ReadSimd).
 Status ReadCsr(OpKernelContext* ctx, int64_t cols, int simd, Csr* s) {
   s->simd = simd;
   const Tensor &row_ptr = ctx->input(0), &col = ctx->input(1), &val = ctx->input(2);
@@ -176,9 +176,11 @@ Status AllocateTerms(OpKernelContext* ctx, const ChebConvShape& c, int64_t chann
   return Status();
 }
 
-// terms[0] = first, terms[k] = bufs[k - 1]: the K terms of a recursion.
-std::vector<const float*> RecursionTerms(const float* first, const std::vector<float*>& bufs) {
-  std::vector<const float*> terms{first};
+// [first, bufs...]: the K terms of a recursion or Clenshaw sum (the first is an input or
+// the output).
+template <typename T>
+std::vector<T*> WithFirst(T* first, const std::vector<float*>& bufs) {
+  std::vector<T*> terms{first};
   terms.insert(terms.end(), bufs.begin(), bufs.end());
   return terms;
 }
@@ -255,7 +257,7 @@ class ChebConvOp : public ChebConvKernelBase {
     std::vector<float*> bufs;
     if (c.fin <= c.fout) {  // recursion on x, then one product per block
       OP_REQUIRES_OK(ctx, AllocateTerms(ctx, c, c.fin, c.order - 1, &storage, &bufs));
-      const std::vector<const float*> terms = RecursionTerms(x, bufs);
+      const std::vector<const float*> terms = WithFirst(x, bufs);
       RunRecursion(ctx, s, c, c.fin, terms, bufs);
       ParallelFor(ctx, NumBlocks(c.m), BlockCost(s, c, c.fin), [&](int64_t b0, int64_t b1) {
         ForwardProducts(c, terms.data(), kernel, yp, b0, b1, s.simd);
@@ -264,8 +266,7 @@ class ChebConvOp : public ChebConvKernelBase {
     }
     // Clenshaw on Fout channels: all products first, then the steps.
     OP_REQUIRES_OK(ctx, AllocateTerms(ctx, c, c.fout, c.order - 1, &storage, &bufs));
-    std::vector<float*> outs{yp};
-    outs.insert(outs.end(), bufs.begin(), bufs.end());
+    const std::vector<float*> outs = WithFirst(yp, bufs);
     ParallelFor(ctx, NumBlocks(c.m), BlockCost(s, c, c.fout), [&](int64_t b0, int64_t b1) {
       ClenshawProducts(c, x, kernel, outs.data(), b0, b1, s.simd);
     });
@@ -340,7 +341,7 @@ class ChebConvGradOp : public ChebConvKernelBase {
     const float* x = ctx->input(3).flat<float>().data();
     float* dxp = dx->flat<float>().data();
     float* pp = partial.flat<float>().data();
-    const std::vector<const float*> terms = RecursionTerms(dy.flat<float>().data(), bufs);
+    const std::vector<const float*> terms = WithFirst(dy.flat<float>().data(), bufs);
     RunRecursion(ctx, s_t, c, c.fout, terms, bufs);
     ParallelFor(ctx, blocks, BlockCost(s_t, c, c.fout), [&](int64_t b0, int64_t b1) {
       BackwardProducts(c, terms.data(), x, kt, dxp, pp, b0, b1, s_t.simd);
