@@ -99,9 +99,28 @@ class BiasAct(keras.layers.Layer):
     return tf.nn.elu(x + self.bias)
 
 
+class WeightDecay(keras.regularizers.Regularizer):
+  """`decay * sum(w^2) / 2`, the release's weight decay (SPEC 6.2), w any float tensor.
+
+  The same value as `keras.regularizers.L2(decay / 2)`, but one `L2Loss` op, whose gradient
+  is one `decay * w` product: Keras' `sum(square(w))` materialises w^2 forward and, backward,
+  tiles the scalar to w's shape and multiplies twice, six passes over the refiner's 9.2M-entry
+  FC kernels where this takes two.
+  """
+
+  def __init__(self, decay):
+    self.decay = float(decay)
+
+  def __call__(self, x):
+    return self.decay * tf.nn.l2_loss(x)
+
+  def get_config(self):
+    return {"decay": self.decay}
+
+
 def dense(units, name):
   """The release's FC layer: He-normal weights, zero bias, ReLU, L2 on weights and bias."""
-  reg = keras.regularizers.L2(FC_WEIGHT_DECAY / 2.0)
+  reg = WeightDecay(FC_WEIGHT_DECAY)
   return keras.layers.Dense(units, activation="relu", kernel_initializer=he_normal(),
                             kernel_regularizer=reg, bias_regularizer=reg, name=name)
 

@@ -91,6 +91,19 @@ def test_generator_shapes_range_and_gradients(small, model, wide):
   np.testing.assert_allclose(float(tf.add_n(gen.losses)), expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(7,), (33, 5), (3, 4, 2)])
+def test_weight_decay_value_and_gradient(shape):
+  w = np.random.default_rng(len(shape)).normal(size=shape).astype(np.float32)
+  var = tf.Variable(w)
+  with tf.GradientTape() as tape:
+    value = layers.WeightDecay(layers.FC_WEIGHT_DECAY)(var)
+  w64 = w.astype(np.float64)
+  np.testing.assert_allclose(float(value), layers.FC_WEIGHT_DECAY * 0.5 * np.sum(w64 ** 2),
+                             rtol=1e-6)
+  np.testing.assert_allclose(tape.gradient(value, var).numpy(), layers.FC_WEIGHT_DECAY * w64,
+                             rtol=1e-6)
+
+
 def test_generator_depends_on_the_right_inputs(small):
   sampling, g = small
   gen = networks.MeshGenerator(g, nz=16)
