@@ -135,3 +135,43 @@ def test_layouts():
   assert len(indices) == 33 and points.shape == (33, 2)  # no brows, no lower lip
   _, deep3d = face_chip.template("deep3d5")
   assert deep3d[0, 0] < deep3d[1, 0] and deep3d[3, 0] < deep3d[4, 0]  # image-left first
+
+
+@pytest.mark.parametrize("dlib_rounding", [False, True])
+def test_direct_sampling_equals_the_per_image_path(dlib_rounding):
+  """Chips that need no pyramid level come from one batched gather over the images; they
+  equal dlib's per-image path (crop, then sample), values and gradients, also where the chip
+  leaves the image; a batch where one face needs a pyramid level takes the per-image path."""
+  rng = np.random.default_rng(3)
+  images = tf.constant(rng.uniform(0, 255, (3, 224, 224, 3)), tf.float32)
+  base = np.array([[140.0, 95.0], [85.0, 95.0], [112.0, 125.0], [90.0, 160.0], [135.0, 160.0]])
+  landmarks = np.stack([base, (base - 112.0) * 1.1 + [100.0, 118.0],
+                        (base - 112.0) * 1.3 + [40.0, 30.0]])  # the last leaves the image
+  rect, angle = face_chip.chip_details(landmarks)
+  assert not np.any(face_chip._needs_pyramid(rect, 150).numpy())  # pylint: disable=protected-access
+  weights = tf.constant(rng.normal(size=(150, 150, 3)), tf.float32)
+
+  def chips_and_grad(extract):
+    with tf.GradientTape() as tape:
+      tape.watch(images)
+      chips = extract()
+      total = tf.reduce_sum(chips * weights)
+    return chips.numpy(), tape.gradient(total, images).numpy()
+
+  direct = chips_and_grad(lambda: face_chip.extract_face_chips(
+      images, landmarks, dlib_rounding=dlib_rounding))
+  one_by_one = chips_and_grad(lambda: tf.stack([  # pylint: disable=protected-access
+      face_chip._extract_one(images[i], rect[i], angle[i], 150, dlib_rounding)
+      for i in range(3)]))
+  assert np.mean(direct[0][2] == 0.0) > 0.05  # zero outside the image
+  np.testing.assert_allclose(direct[0], one_by_one[0], atol=2e-3 if not dlib_rounding else 1.0)
+  if dlib_rounding:  # truncation may flip at a float tie, nowhere else
+    assert np.mean(direct[0] == one_by_one[0]) > 0.999
+  np.testing.assert_allclose(direct[1], one_by_one[1], atol=1e-4)
+  # A face twice as large needs a pyramid level: the whole batch takes the per-image path.
+  mixed = np.concatenate([landmarks[:1], (base[None] - 112.0) * 2.5 + 112.0])
+  assert list(face_chip._needs_pyramid(face_chip.chip_details(mixed)[0], 150).numpy()) == [  # pylint: disable=protected-access
+      False, True]
+  np.testing.assert_allclose(
+      face_chip.extract_face_chips(images[:2], mixed, dlib_rounding=dlib_rounding)[0],
+      direct[0][0], atol=2e-3 if not dlib_rounding else 1.0)

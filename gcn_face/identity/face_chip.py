@@ -126,8 +126,8 @@ def chip_details(landmarks, size=CHIP_SIZE, padding=CHIP_PADDING, layout="auto")
 
 
 def _rect_area(rect):
-  width = tf.maximum(rect[2] - rect[0] + 1.0, 0.0)
-  height = tf.maximum(rect[3] - rect[1] + 1.0, 0.0)
+  width = tf.maximum(rect[..., 2] - rect[..., 0] + 1.0, 0.0)
+  height = tf.maximum(rect[..., 3] - rect[..., 1] + 1.0, 0.0)
   return width * height
 
 
@@ -137,15 +137,26 @@ def _rect_down(rect):
 
 
 def _rotated_corners(rect, angle):
-  """tl, tr, bl of `rect` rotated by `angle` about its centre (dlib rotate_point)."""
-  centre = tf.stack([rect[0] + rect[2], rect[1] + rect[3]]) / 2.0
+  """tl, tr, bl `[..., 2]` of `rect` `[..., 4]` rotated by `angle` `[...]` about its centre
+  (dlib rotate_point)."""
+  centre = tf.stack([rect[..., 0] + rect[..., 2], rect[..., 1] + rect[..., 3]], -1) / 2.0
   c, s = tf.cos(angle), tf.sin(angle)
 
   def rotate(x, y):
-    d = tf.stack([x, y]) - centre
-    return centre + tf.stack([c * d[0] - s * d[1], s * d[0] + c * d[1]])
+    dx, dy = x - centre[..., 0], y - centre[..., 1]
+    return centre + tf.stack([c * dx - s * dy, s * dx + c * dy], -1)
 
-  return rotate(rect[0], rect[1]), rotate(rect[2], rect[1]), rotate(rect[0], rect[3])
+  return (rotate(rect[..., 0], rect[..., 1]), rotate(rect[..., 2], rect[..., 1]),
+          rotate(rect[..., 0], rect[..., 3]))
+
+
+def _sample_points(rect, angle, size):
+  """dlib's chip sampling grid of `rect` `[..., 4]` at `angle` `[...]`: image pixels
+  `[..., size, size, 2]` (x, y) of the chip's rows and columns."""
+  tl, tr, bl = (p[..., None, None, :] for p in _rotated_corners(rect, angle))
+  steps = tf.range(size, dtype=tf.float64) / (size - 1.0)
+  cols, rows = steps[None, :, None], steps[:, None, None]
+  return tl + cols * (tr - tl) + rows * (bl - tl)
 
 
 def pyramid_down(image):
@@ -158,9 +169,11 @@ def pyramid_down(image):
   return tf.nn.depthwise_conv2d(image[None], kernel, [1, 2, 2, 1], "VALID")[0]
 
 
-def _bilinear(image, x, y):
-  """dlib interpolate_bilinear: zero where any of the 4 neighbours is outside."""
-  h, w = tf.shape(image, tf.int64)[0], tf.shape(image, tf.int64)[1]
+def _bilinear(images, x, y):
+  """dlib interpolate_bilinear of `images` `[B, H, W, C]` at pixels `x, y` `[B, ...]`
+  (float64): `[B, ..., C]`, zero where any of the 4 neighbours is outside."""
+  shape = tf.shape(images, tf.int64)
+  h, w = shape[1], shape[2]
   x0, y0 = tf.floor(x), tf.floor(y)
   fx, fy = tf.cast(x - x0, tf.float32)[..., None], tf.cast(y - y0, tf.float32)[..., None]
   x0, y0 = tf.cast(x0, tf.int64), tf.cast(y0, tf.int64)
@@ -168,9 +181,12 @@ def _bilinear(image, x, y):
   x0c, y0c = tf.clip_by_value(x0, 0, tf.maximum(w - 2, 0)), tf.clip_by_value(y0, 0,
                                                                              tf.maximum(h - 2, 0))
   x1c, y1c = tf.minimum(x0c + 1, w - 1), tf.minimum(y0c + 1, h - 1)
+  # Rows of the batch's pixels as one [B * H * W, C] table: one gather per neighbour.
+  pixels = tf.reshape(images, tf.stack([-1, shape[3]]))
+  first = tf.reshape(tf.range(shape[0]) * h * w, [-1] + [1] * (x.shape.rank - 1))
 
   def at(yy, xx):
-    return tf.gather_nd(image, tf.stack([yy, xx], -1))
+    return tf.gather(pixels, first + yy * w + xx)
 
   top = at(y0c, x0c) * (1.0 - fx) + at(y0c, x1c) * fx
   bottom = at(y1c, x0c) * (1.0 - fx) + at(y1c, x1c) * fx
@@ -204,22 +220,31 @@ def _extract_one(image, rect, angle, size, dlib_rounding):
   sub = image[box[1]:box[3] + 1, box[0]:box[2] + 1]
   rect = rect - tf.tile(low, [2])
 
-  def deeper(level_rect):
-    return _rect_area(_rect_down(level_rect)) > chip_area
-
   def body(level_rect, level_image):
     down = pyramid_down(level_image)
     return _rect_down(level_rect), _truncate(down) if dlib_rounding else down
 
-  rect, sub = tf.while_loop(lambda r, _: deeper(r), body, (rect, sub),
+  rect, sub = tf.while_loop(lambda r, _: _needs_pyramid(r, size), body, (rect, sub),
                             shape_invariants=(rect.shape, tf.TensorShape([None, None,
                                                                           image.shape[-1]])))
-  tl, tr, bl = _rotated_corners(rect, angle)
-  steps = tf.range(size, dtype=tf.float64) / (size - 1.0)
-  cols, rows = steps[None, :, None], steps[:, None, None]
-  points = tl + cols * (tr - tl) + rows * (bl - tl)
-  chip = _bilinear(sub, points[..., 0], points[..., 1])
+  points = _sample_points(rect, angle, size)
+  chip = _bilinear(sub[None], points[None, ..., 0], points[None, ..., 1])[0]
   return _truncate(chip) if dlib_rounding else chip
+
+
+def _extract_direct(images, rect, angle, size, dlib_rounding):
+  """All chips `[B, size, size, C]` sampled from the images themselves: dlib's result when
+  no chip needs a pyramid level (its crop then holds every sample and its neighbours, or
+  ends where the image does)."""
+  points = _sample_points(rect, angle, size)
+  chips = _bilinear(images, points[..., 0], points[..., 1])
+  return _truncate(chips) if dlib_rounding else chips
+
+
+def _needs_pyramid(rect, size):
+  """Whether dlib samples a chip `[..., 4]` from a pyramid level (rect more than about twice
+  the chip's size)."""
+  return _rect_area(_rect_down(rect)) > float(size * size)
 
 
 def extract_face_chips(images, landmarks, size=CHIP_SIZE, padding=CHIP_PADDING, layout="auto",
@@ -245,9 +270,15 @@ def extract_face_chips(images, landmarks, size=CHIP_SIZE, padding=CHIP_PADDING, 
   rect, angle = chip_details(landmarks, size, padding, layout)
   if images.shape[0] is not None and rect.shape[0] is not None and images.shape[0] != rect.shape[0]:
     raise ValueError(f"{images.shape[0]} images but {rect.shape[0]} landmark sets")
-  return tf.map_fn(lambda args: _extract_one(args[0], args[1], args[2], size, dlib_rounding),
-                   (images, rect, angle),
-                   fn_output_signature=tf.TensorSpec([size, size, images.shape[-1]], tf.float32))
+  # Faces in aligned crops (training, reconstruction) need no pyramid: one batched gather
+  # instead of a loop over the images (~40x faster forward and backward).
+  return tf.cond(
+      tf.reduce_any(_needs_pyramid(rect, size)),
+      lambda: tf.map_fn(
+          lambda args: _extract_one(args[0], args[1], args[2], size, dlib_rounding),
+          (images, rect, angle),
+          fn_output_signature=tf.TensorSpec([size, size, images.shape[-1]], tf.float32)),
+      lambda: _extract_direct(images, rect, angle, size, dlib_rounding))
 
 
 def chip_scale(landmarks, size=CHIP_SIZE, padding=CHIP_PADDING, layout="auto"):
