@@ -64,7 +64,14 @@ def shuffled_batches(raw, epoch, config, skip_batches=0, has_landmarks68=False,
     batches = batches.map(lambda b: b[first:first + rows])
     size = input_context.get_per_replica_batch_size(config.batch_size)
   return batches.unbatch().apply(lambda d: records.decode(d, has_landmarks68)).batch(
-      size, drop_remainder=True).prefetch(2)
+      size, drop_remainder=True).prefetch(2).with_options(_EPOCH_OPTIONS)
+
+
+# One pipeline per epoch: tf.data's autotuning thread made every new epoch wait 0.5-1 s for
+# the last one's to stop, and took ~10 % of the training steps' CPU time after that
+# (docs/speed.md); the decoding runs one call per core without it.
+_EPOCH_OPTIONS = tf.data.Options()
+_EPOCH_OPTIONS.autotune.enabled = False
 
 
 def check_batch_split(batch_size, parts, what="replicas"):
