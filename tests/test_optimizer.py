@@ -108,3 +108,14 @@ def test_clip_and_check_matches_clip_by_norm(name, values):
 def test_clip_and_check_of_nothing():
   clipped, finite = optimizer.clip_and_check([], CLIP)
   assert clipped == [] and bool(finite)
+
+
+def test_clip_norm_of_a_large_tensor_is_accurate():
+  """The one-pass sum of squares of a refiner-sized kernel (2.4M entries here) is within float
+  rounding of float64: the clipped tensor's norm is the bound."""
+  g = np.random.default_rng(4).normal(size=(4_800, 512)).astype(np.float32)
+  (clipped,), finite = optimizer.clip_and_check([tf.constant(g)], CLIP)
+  assert bool(finite)
+  np.testing.assert_allclose(np.linalg.norm(clipped.numpy().astype(np.float64)), CLIP, rtol=1e-6)
+  np.testing.assert_allclose(clipped.numpy(), g * (CLIP / np.linalg.norm(g.astype(np.float64))),
+                             rtol=1e-6, atol=1e-12)
