@@ -29,6 +29,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 4, "Images per batch.")
 flags.DEFINE_integer("image_size", 224, "Width and height in pixels.")
 flags.DEFINE_integer("repeats", 20, "Timed repetitions per measurement.")
+flags.DEFINE_integer("warmup", 10, "Untimed calls before each measurement (the first calls of a "
+                     "fresh process run slow while its threads and allocator settle).")
 flags.DEFINE_list("threads", ["1", "0"], "Intra-op thread counts to run (0 = TF default).")
 flags.DEFINE_string("topology", os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                                               "data", "deep3d", "BFM", "facemodel_info.mat"),
@@ -114,7 +116,7 @@ def _run_child(threads):
   tf.config.threading.set_intra_op_parallelism_threads(threads)
   tf.config.threading.set_inter_op_parallelism_threads(1 if threads == 1 else 0)
   import renderer
-  from bench.timing import measure
+  from bench.timing import measure, measure_interleaved, paired_ratio
 
   size, batch = FLAGS.image_size, FLAGS.batch_size
   name, vertices, triangles, normals, colors = _scene(batch)
@@ -191,22 +193,29 @@ def _run_child(threads):
 
   coverage = float(tf.reduce_mean(tf.cast(rasterize_fwd(clip).triangle_ids >= 0, tf.float32)))
   sync = lambda r: tf.nest.map_structure(lambda t: t.numpy(), r)
+  ours = {"rasterize_forward": lambda: sync(rasterize_fwd(clip)),
+          "rasterize_forward_backward": lambda: sync(rasterize_fwd_bwd(clip))}
   results = {
-      "rasterize_forward": measure(lambda: sync(rasterize_fwd(clip)), FLAGS.repeats),
-      "rasterize_forward_backward": measure(lambda: sync(rasterize_fwd_bwd(clip)),
-                                            FLAGS.repeats),
+      **{key: measure(fn, FLAGS.repeats, FLAGS.warmup) for key, fn in ours.items()},
       "mesh_renderer_forward": measure(lambda: sync(render_fwd(vertices, colors)),
-                                       FLAGS.repeats),
+                                       FLAGS.repeats, FLAGS.warmup),
       "mesh_renderer_forward_backward": measure(
-          lambda: sync(render_fwd_bwd(vertices, colors)), FLAGS.repeats),
+          lambda: sync(render_fwd_bwd(vertices, colors)), FLAGS.repeats, FLAGS.warmup),
       "mesh_renderer_forward_backward_strided_slice": measure(
-          lambda: sync(render_fwd_bwd_strided_slice(vertices, colors)), FLAGS.repeats),
+          lambda: sync(render_fwd_bwd_strided_slice(vertices, colors)), FLAGS.repeats,
+          FLAGS.warmup),
   }
   for key, fn in originals.items():
-    results[f"original_{key}"] = measure(lambda fn=fn: fn(clip).numpy(), FLAGS.repeats)
+    run_original = lambda fn=fn: fn(clip).numpy()
+    results[f"original_{key}"] = measure(run_original, FLAGS.repeats, FLAGS.warmup)
     results[f"speedup_{key}"] = {
         stat: round(results[f"original_{key}"][f"{stat}_ms_median"] /
                     results[key][f"{stat}_ms_median"], 2) for stat in ("wall", "cpu")}
+    # The same two taking turns within each repeat: each then starts with the other's data in
+    # the caches, and a slow spell of the host falls on both (median of the paired ratios).
+    _, wall = measure_interleaved({"ours": ours[key], "original": run_original}, FLAGS.repeats,
+                                  FLAGS.warmup)
+    results[f"speedup_{key}"]["interleaved_wall"] = paired_ratio(wall["original"], wall["ours"])
   return {
       "scene": name,
       "vertices": int(vertices.shape[1]),
@@ -230,7 +239,8 @@ def main(argv):
   for threads in FLAGS.threads:
     logging.info("running configuration: intra_op_threads=%s", threads)
     args = [sys.executable, "-m", "bench.renderer_bench", f"--child_threads={threads}"] + [
-        f"--{f}={FLAGS[f].value}" for f in ("batch_size", "image_size", "repeats", "topology")
+        f"--{f}={FLAGS[f].value}" for f in ("batch_size", "image_size", "repeats", "warmup",
+                                            "topology")
     ] + extra
     out = subprocess.run(args, cwd=root, capture_output=True, text=True,
                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))

@@ -14,28 +14,46 @@ def measure(fn, repeats, warmup=2):
   Python's cyclic garbage collector is paused while timing (as `timeit` does):
   its passes over the interpreter's objects are not the measured code's work.
   """
+  return measure_interleaved({"fn": fn}, repeats, warmup)[0]["fn"]
+
+
+def measure_interleaved(fns, repeats, warmup=2):
+  """`measure` of several functions {name: fn}, taking turns within each repeat, so that a
+  slow spell of the machine (another tenant of the VM host) falls on all of them alike.
+
+  Returns:
+    ({name: statistics as `measure`'s}, {name: the wall times in ms, repeat by repeat}).
+  """
   for _ in range(warmup):
-    fn()
-  wall, cpu = [], []
+    for fn in fns.values():
+      fn()
+  wall = {name: [] for name in fns}
+  cpu = {name: [] for name in fns}
   gc.collect()
   gc_was_enabled = gc.isenabled()
   gc.disable()
   try:
     for _ in range(repeats):
-      w0, c0 = time.perf_counter(), time.process_time()
-      fn()
-      cpu.append((time.process_time() - c0) * 1e3)
-      wall.append((time.perf_counter() - w0) * 1e3)
+      for name, fn in fns.items():
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        cpu[name].append((time.process_time() - c0) * 1e3)
+        wall[name].append((time.perf_counter() - w0) * 1e3)
   finally:
     if gc_was_enabled:
       gc.enable()
-  return {
-      "wall_ms_median": round(statistics.median(wall), 3),
-      "wall_ms_min": round(min(wall), 3),
-      "cpu_ms_median": round(statistics.median(cpu), 3),
-      "cpu_ms_min": round(min(cpu), 3),
+  return {name: {
+      "wall_ms_median": round(statistics.median(wall[name]), 3),
+      "wall_ms_min": round(min(wall[name]), 3),
+      "cpu_ms_median": round(statistics.median(cpu[name]), 3),
+      "cpu_ms_min": round(min(cpu[name]), 3),
       "repeats": repeats,
-  }
+  } for name in fns}, wall
+
+
+def paired_ratio(slow, fast):
+  """Median over the repeats of slow / fast wall time (lists from `measure_interleaved`)."""
+  return round(statistics.median(s / f for s, f in zip(slow, fast)), 2)
 
 
 def machine():

@@ -219,8 +219,9 @@ inline void WritePixels8(const int32_t pixel[8], const float z[8], const float b
 // RasterizeRowsBaseline, 8 triangles at a time: the boxes of most triangles
 // of a dense mesh hold at most two pixel centres, so those pixels are tested
 // in 8 lanes and the hits written lane by lane (index order, as the baseline);
-// a group with a larger box goes through the baseline triangle by triangle
-// (per-lane fallback measured no faster: such groups are ~5%).
+// a triangle with a larger box goes through the baseline on its own, in its
+// turn (3% of the groups of a face hold one; sending the whole group through
+// the baseline cost 2% more time on a face).
 // Bit-identical to the baseline (tests/cc/core_test.cc).
 __attribute__((target("avx2"))) inline void RasterizeRowsAvx2(
     const float* clip, const PixelBounds* bounds, const int32_t* triangles,
@@ -252,14 +253,16 @@ __attribute__((target("avx2"))) inline void RasterizeRowsAvx2(
         whole, _mm256_or_si256(_mm256_and_si256(w1, h1), _mm256_or_si256(wide, tall)));
     const int nonempty_mask = _mm256_movemask_ps(_mm256_castsi256_ps(nonempty));
     const int small_mask = _mm256_movemask_ps(_mm256_castsi256_ps(small)) & nonempty_mask;
-    if (small_mask != nonempty_mask) {
-      for (int64_t t = t0; t < t0 + 8; ++t) {
-        RasterizeTriangle(clip, bounds, triangles, t, width, height, row_begin, row_end, ids,
-                          bary, depth);
+    // Lanes with a larger box go through the baseline triangle by triangle, at their place
+    // in index order among the small lanes' writes.
+    const int large_mask = nonempty_mask & ~small_mask;
+    if (small_mask == 0) {
+      for (int lanes = large_mask; lanes != 0; lanes &= lanes - 1) {
+        RasterizeTriangle(clip, bounds, triangles, t0 + __builtin_ctz(lanes), width, height,
+                          row_begin, row_end, ids, bary, depth);
       }
       continue;
     }
-    if (small_mask == 0) continue;
     __m256 v[3][4];
     for (int k = 0; k < 3; ++k) LoadVertices8(clip, vertex[k], v[k]);
     int hits[2] = {0, 0};
@@ -278,9 +281,14 @@ __attribute__((target("avx2"))) inline void RasterizeRowsAvx2(
       _mm256_store_ps(b1[k], r.b1);
       _mm256_store_ps(b2[k], r.b2);
     }
-    for (int lanes = hits[0] | hits[1]; lanes != 0; lanes &= lanes - 1) {
+    for (int lanes = hits[0] | hits[1] | large_mask; lanes != 0; lanes &= lanes - 1) {
       const int l = __builtin_ctz(lanes);
       const int32_t id = static_cast<int32_t>(t0 + l);
+      if (large_mask >> l & 1) {
+        RasterizeTriangle(clip, bounds, triangles, id, width, height, row_begin, row_end, ids,
+                          bary, depth);
+        continue;
+      }
       for (int k = 0; k < 2; ++k) {
         if (hits[k] >> l & 1) {
           WritePixels8(pixel[k], z[k], b0[k], b1[k], b2[k], l, id, ids, bary, depth);
@@ -335,15 +343,34 @@ __attribute__((target("avx2"))) inline int BarycentricGrad8(const __m256 v[3][4]
   return _mm256_movemask_ps(finite);
 }
 
+// The gradients (x, y, w) of one vertex of 8 lanes, dv[0..2], as 8 (x, y, 0, w) rows
+// of 4 floats for 128-bit adds into dclip [V, 4]: lane l's row at UpdateOfLane.
+__attribute__((target("avx2"))) inline void StoreVertexGrads8(const __m256 dv[3],
+                                                              float out[32]) {
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256 xy_lo = _mm256_unpacklo_ps(dv[0], dv[1]), xy_hi = _mm256_unpackhi_ps(dv[0], dv[1]);
+  const __m256 zw_lo = _mm256_unpacklo_ps(zero, dv[2]), zw_hi = _mm256_unpackhi_ps(zero, dv[2]);
+  // Each register holds the rows of lanes j (low half) and j + 4 (high half).
+  _mm256_store_ps(out, _mm256_shuffle_ps(xy_lo, zw_lo, _MM_SHUFFLE(1, 0, 1, 0)));
+  _mm256_store_ps(out + 8, _mm256_shuffle_ps(xy_lo, zw_lo, _MM_SHUFFLE(3, 2, 3, 2)));
+  _mm256_store_ps(out + 16, _mm256_shuffle_ps(xy_hi, zw_hi, _MM_SHUFFLE(1, 0, 1, 0)));
+  _mm256_store_ps(out + 24, _mm256_shuffle_ps(xy_hi, zw_hi, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+inline const float* UpdateOfLane(const float updates[3][32], int lane) {
+  return updates[0] + 8 * (lane & 3) + 4 * (lane >> 2);
+}
+
 // RasterizeBackwardImageBaseline with BarycentricGrad evaluated for 8 pixels
 // of a row per step (same operations in the same order: the same bits) and
-// the results scattered pixel by pixel in order, so the sums are
-// bit-identical to the baseline's (tests/cc/core_test.cc).
+// the results scattered pixel by pixel in order, one 4-float add per vertex
+// (z gains +0, exactly), so the sums are bit-identical to the baseline's
+// (tests/cc/core_test.cc).
 __attribute__((target("avx2"))) inline void RasterizeBackwardImageAvx2(
     const float* clip, const int32_t* triangles, const int32_t* ids, const float* bary,
     const float* df_dbary, int width, int height, float* dclip) {
   alignas(32) int32_t tid[8], vertex[3][8];
-  alignas(32) float dv_lanes[9][8];
+  alignas(32) float updates[3][32];
   const int simd_width = width - width % 8;
   const __m256 zero = _mm256_setzero_ps();
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -375,12 +402,16 @@ __attribute__((target("avx2"))) inline void RasterizeBackwardImageAvx2(
       Load3x8(bary + 3 * p, &b[0], &b[1], &b[2]);
       const __m256i column = _mm256_add_epi32(_mm256_set1_epi32(ix), lane);
       active &= BarycentricGrad8(v, PixelCenterNdc8(column, width), py, b, g, dv);
-      for (int i = 0; i < 9; ++i) _mm256_store_ps(dv_lanes[i], dv[i]);
+      if (active == 0) continue;
+      for (int m = 0; m < 3; ++m) StoreVertexGrads8(dv + 3 * m, updates[m]);
       for (; active != 0; active &= active - 1) {
         const int l = __builtin_ctz(active);
-        float d[9];
-        for (int i = 0; i < 9; ++i) d[i] = dv_lanes[i][l];
-        ScatterVertexGrad(triangles + 3 * static_cast<int64_t>(tid[l]), d, dclip);
+        const int32_t* tri = triangles + 3 * static_cast<int64_t>(tid[l]);
+        const float* update = UpdateOfLane(updates, l);
+        for (int m = 0; m < 3; ++m) {  // one (x, y, z, w) add per vertex; z += 0
+          float* d = dclip + 4 * static_cast<int64_t>(tri[m]);
+          _mm_storeu_ps(d, _mm_add_ps(_mm_loadu_ps(d), _mm_load_ps(update + 32 * m)));
+        }
       }
     }
     for (int ix = simd_width; ix < width; ++ix) {
