@@ -271,7 +271,8 @@ def extract_face_chips(images, landmarks, size=CHIP_SIZE, padding=CHIP_PADDING, 
   if images.shape[0] is not None and rect.shape[0] is not None and images.shape[0] != rect.shape[0]:
     raise ValueError(f"{images.shape[0]} images but {rect.shape[0]} landmark sets")
   # Faces in aligned crops (training, reconstruction) need no pyramid: one batched gather
-  # instead of a loop over the images (a third of the CPU time, forward and backward).
+  # instead of a loop over the images (a training step's chips: 62 -> 24 ms of op time at
+  # 2 threads, 36 -> 23 at 1, forward and backward).
   return tf.cond(
       tf.reduce_any(_needs_pyramid(rect, size)),
       lambda: tf.map_fn(
