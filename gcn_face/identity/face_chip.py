@@ -203,11 +203,10 @@ def _truncate(x):
 def _extract_one(image, rect, angle, size, dlib_rounding):
   """One chip `[size, size, C]` from `[H, W, C]`, as dlib's extract_image_chips."""
   h, w = tf.cast(tf.shape(image)[0], tf.float64), tf.cast(tf.shape(image)[1], tf.float64)
-  chip_area = float(size * size)
   # Pyramid depth and the crop dlib builds it from (a 2 px border per level).
-  grow, _ = tf.while_loop(lambda g, r: _rect_area(r) > chip_area,
+  grow, _ = tf.while_loop(lambda g, r: _needs_pyramid(r, size),
                           lambda g, r: (g * 2.0 + 2.0, _rect_down(r)),
-                          (tf.constant(2.0, tf.float64), _rect_down(rect)))
+                          (tf.constant(2.0, tf.float64), rect))
   tl, tr, bl = _rotated_corners(rect, angle)
   br = tr + bl - tl
   corners = tf.stack([tl, tr, bl, br])
