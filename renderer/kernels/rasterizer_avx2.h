@@ -8,6 +8,8 @@
 #ifndef RENDERER_KERNELS_RASTERIZER_AVX2_H_
 #define RENDERER_KERNELS_RASTERIZER_AVX2_H_
 
+#include <algorithm>
+
 #include "renderer/kernels/rasterizer_core.h"
 #include "renderer/kernels/simd_x86.h"
 
@@ -216,85 +218,131 @@ inline void WritePixels8(const int32_t pixel[8], const float z[8], const float b
   bary[3 * p + 2] = b2[lane];
 }
 
+// Bits 0-7 of m moved to the even bits 0, 2, ..., 14.
+inline unsigned SpreadBits8(unsigned m) {
+  m = (m | m << 4) & 0x0F0Fu;
+  m = (m | m << 2) & 0x3333u;
+  return (m | m << 1) & 0x5555u;
+}
+
+// The pixel tests of one group of 8 triangles: up to two pixels per lane (k).
+struct alignas(32) GroupTests8 {
+  int32_t pixel[2][8];
+  float z[2][8], b0[2][8], b1[2][8], b2[2][8];
+};
+
+// Per group of a batch: lanes whose k-th pixel passed (hits[k]) and lanes with a
+// box of more than two pixels (large, drawn by the baseline in their turn).
+struct GroupHits8 {
+  uint8_t hits[2], large;
+};
+
+constexpr int kGroupsPerBatch = 32;
+
+// Writes a batch's hits in index order (lane by lane, k = 0 before 1) and draws
+// its large lanes at their place.
+inline void WriteGroups8(const GroupTests8* tests, const GroupHits8* group_hits, int groups,
+                         int64_t first_triangle, const float* clip, const PixelBounds* bounds,
+                         const int32_t* triangles, int width, int height, int row_begin,
+                         int row_end, int32_t* ids, float* bary, float* depth) {
+  for (int g = 0; g < groups; ++g) {
+    const GroupTests8& r = tests[g];
+    const GroupHits8 h = group_hits[g];
+    const int64_t t0 = first_triangle + 8 * g;
+    if (h.large == 0) {
+      for (unsigned slots = SpreadBits8(h.hits[0]) | SpreadBits8(h.hits[1]) << 1; slots != 0;
+           slots &= slots - 1) {
+        const int s = __builtin_ctz(slots), l = s >> 1, k = s & 1;
+        WritePixels8(r.pixel[k], r.z[k], r.b0[k], r.b1[k], r.b2[k], l,
+                     static_cast<int32_t>(t0 + l), ids, bary, depth);
+      }
+      continue;
+    }
+    for (int lanes = h.hits[0] | h.hits[1] | h.large; lanes != 0; lanes &= lanes - 1) {
+      const int l = __builtin_ctz(lanes);
+      const int32_t id = static_cast<int32_t>(t0 + l);
+      if (h.large >> l & 1) {
+        RasterizeTriangle(clip, bounds, triangles, id, width, height, row_begin, row_end, ids,
+                          bary, depth);
+        continue;
+      }
+      for (int k = 0; k < 2; ++k) {
+        if (h.hits[k] >> l & 1) {
+          WritePixels8(r.pixel[k], r.z[k], r.b0[k], r.b1[k], r.b2[k], l, id, ids, bary, depth);
+        }
+      }
+    }
+  }
+}
+
 // RasterizeRowsBaseline, 8 triangles at a time: the boxes of most triangles
 // of a dense mesh hold at most two pixel centres, so those pixels are tested
-// in 8 lanes and the hits written lane by lane (index order, as the baseline);
-// a triangle with a larger box goes through the baseline on its own, in its
-// turn (3% of the groups of a face hold one; sending the whole group through
-// the baseline cost 2% more time on a face).
+// in 8 lanes; a triangle with a larger box goes through the baseline on its
+// own, in its turn. The tests of a batch of groups are made first and their
+// hits written afterwards, in index order: when each group's writes followed
+// its tests, every mispredicted branch on the hits (about one per group) waited
+// for the group's divisions, so consecutive groups could not overlap (-20 %
+// time on a face).
 // Bit-identical to the baseline (tests/cc/core_test.cc).
 __attribute__((target("avx2"))) inline void RasterizeRowsAvx2(
     const float* clip, const PixelBounds* bounds, const int32_t* triangles,
     int64_t triangle_count, int width, int height, int row_begin, int row_end, int32_t* ids,
     float* bary, float* depth) {
   const int64_t simd_end = triangle_count - triangle_count % 8;
-  alignas(32) int32_t vertex[3][8], pixel[2][8];
-  alignas(32) float z[2][8], b0[2][8], b1[2][8], b2[2][8];
+  alignas(32) int32_t vertex[3][8];
+  alignas(32) GroupTests8 tests[kGroupsPerBatch];
+  GroupHits8 group_hits[kGroupsPerBatch];
   const __m256i one = _mm256_set1_epi32(1), two = _mm256_set1_epi32(2);
   const __m256i size_w = _mm256_set1_epi32(width), size_h = _mm256_set1_epi32(height);
   const __m256i first_row = _mm256_set1_epi32(row_begin), last_row = _mm256_set1_epi32(row_end);
-  for (int64_t t0 = 0; t0 < simd_end; t0 += 8) {
-    LoadTriangles8(triangles + 3 * t0, vertex);
-    __m256i x0, y0, x1, y1;
-    TriangleBounds8(bounds, vertex, &x0, &y0, &x1, &y1);
-    const __m256i whole = _mm256_and_si256(
-        _mm256_and_si256(_mm256_cmpeq_epi32(x0, _mm256_setzero_si256()),
-                         _mm256_cmpeq_epi32(y0, _mm256_setzero_si256())),
-        _mm256_and_si256(_mm256_cmpeq_epi32(x1, size_w), _mm256_cmpeq_epi32(y1, size_h)));
-    y0 = _mm256_max_epi32(y0, first_row);
-    y1 = _mm256_min_epi32(y1, last_row);
-    const __m256i w = _mm256_sub_epi32(x1, x0), h = _mm256_sub_epi32(y1, y0);
-    const __m256i nonempty = _mm256_and_si256(_mm256_cmpgt_epi32(w, _mm256_setzero_si256()),
-                                              _mm256_cmpgt_epi32(h, _mm256_setzero_si256()));
-    const __m256i w1 = _mm256_cmpeq_epi32(w, one), h1 = _mm256_cmpeq_epi32(h, one);
-    const __m256i wide = _mm256_and_si256(_mm256_cmpeq_epi32(w, two), h1);  // 2 x 1
-    const __m256i tall = _mm256_and_si256(w1, _mm256_cmpeq_epi32(h, two));  // 1 x 2
-    const __m256i small = _mm256_andnot_si256(
-        whole, _mm256_or_si256(_mm256_and_si256(w1, h1), _mm256_or_si256(wide, tall)));
-    const int nonempty_mask = _mm256_movemask_ps(_mm256_castsi256_ps(nonempty));
-    const int small_mask = _mm256_movemask_ps(_mm256_castsi256_ps(small)) & nonempty_mask;
-    // Lanes with a larger box go through the baseline triangle by triangle, at their place
-    // in index order among the small lanes' writes.
-    const int large_mask = nonempty_mask & ~small_mask;
-    if (small_mask == 0) {
-      for (int lanes = large_mask; lanes != 0; lanes &= lanes - 1) {
-        RasterizeTriangle(clip, bounds, triangles, t0 + __builtin_ctz(lanes), width, height,
-                          row_begin, row_end, ids, bary, depth);
-      }
-      continue;
-    }
-    __m256 v[3][4];
-    for (int k = 0; k < 3; ++k) LoadVertices8(clip, vertex[k], v[k]);
-    int hits[2] = {0, 0};
-    const __m256i second = _mm256_and_si256(_mm256_or_si256(wide, tall), small);
-    const int second_mask = _mm256_movemask_ps(_mm256_castsi256_ps(second)) & small_mask;
-    for (int k = 0; k < (second_mask ? 2 : 1); ++k) {
-      const __m256i ix = k == 0 ? x0 : _mm256_sub_epi32(x0, wide);  // wide lanes are -1
-      const __m256i iy = k == 0 ? y0 : _mm256_sub_epi32(y0, tall);
-      const PixelTest8 r =
-          TestPixel8(v, PixelCenterNdc8(ix, width), PixelCenterNdc8(iy, height));
-      hits[k] = r.mask & (k == 0 ? small_mask : second_mask);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(pixel[k]),
-                         _mm256_add_epi32(_mm256_mullo_epi32(iy, size_w), ix));
-      _mm256_store_ps(z[k], r.z);
-      _mm256_store_ps(b0[k], r.b0);
-      _mm256_store_ps(b1[k], r.b1);
-      _mm256_store_ps(b2[k], r.b2);
-    }
-    for (int lanes = hits[0] | hits[1] | large_mask; lanes != 0; lanes &= lanes - 1) {
-      const int l = __builtin_ctz(lanes);
-      const int32_t id = static_cast<int32_t>(t0 + l);
-      if (large_mask >> l & 1) {
-        RasterizeTriangle(clip, bounds, triangles, id, width, height, row_begin, row_end, ids,
-                          bary, depth);
-        continue;
-      }
-      for (int k = 0; k < 2; ++k) {
-        if (hits[k] >> l & 1) {
-          WritePixels8(pixel[k], z[k], b0[k], b1[k], b2[k], l, id, ids, bary, depth);
-        }
+  for (int64_t batch = 0; batch < simd_end; batch += 8 * kGroupsPerBatch) {
+    const int groups = static_cast<int>(std::min<int64_t>(kGroupsPerBatch, (simd_end - batch) / 8));
+    for (int g = 0; g < groups; ++g) {
+      const int64_t t0 = batch + 8 * g;
+      LoadTriangles8(triangles + 3 * t0, vertex);
+      __m256i x0, y0, x1, y1;
+      TriangleBounds8(bounds, vertex, &x0, &y0, &x1, &y1);
+      const __m256i whole = _mm256_and_si256(
+          _mm256_and_si256(_mm256_cmpeq_epi32(x0, _mm256_setzero_si256()),
+                           _mm256_cmpeq_epi32(y0, _mm256_setzero_si256())),
+          _mm256_and_si256(_mm256_cmpeq_epi32(x1, size_w), _mm256_cmpeq_epi32(y1, size_h)));
+      y0 = _mm256_max_epi32(y0, first_row);
+      y1 = _mm256_min_epi32(y1, last_row);
+      const __m256i w = _mm256_sub_epi32(x1, x0), h = _mm256_sub_epi32(y1, y0);
+      const __m256i nonempty = _mm256_and_si256(_mm256_cmpgt_epi32(w, _mm256_setzero_si256()),
+                                                _mm256_cmpgt_epi32(h, _mm256_setzero_si256()));
+      const __m256i w1 = _mm256_cmpeq_epi32(w, one), h1 = _mm256_cmpeq_epi32(h, one);
+      const __m256i wide = _mm256_and_si256(_mm256_cmpeq_epi32(w, two), h1);  // 2 x 1
+      const __m256i tall = _mm256_and_si256(w1, _mm256_cmpeq_epi32(h, two));  // 1 x 2
+      const __m256i small = _mm256_andnot_si256(
+          whole, _mm256_or_si256(_mm256_and_si256(w1, h1), _mm256_or_si256(wide, tall)));
+      const int nonempty_mask = _mm256_movemask_ps(_mm256_castsi256_ps(nonempty));
+      const int small_mask = _mm256_movemask_ps(_mm256_castsi256_ps(small)) & nonempty_mask;
+      GroupHits8& gh = group_hits[g];
+      gh.large = static_cast<uint8_t>(nonempty_mask & ~small_mask);
+      gh.hits[0] = gh.hits[1] = 0;
+      if (small_mask == 0) continue;
+      __m256 v[3][4];
+      for (int k = 0; k < 3; ++k) LoadVertices8(clip, vertex[k], v[k]);
+      const __m256i second = _mm256_and_si256(_mm256_or_si256(wide, tall), small);
+      const int second_mask = _mm256_movemask_ps(_mm256_castsi256_ps(second)) & small_mask;
+      GroupTests8& r = tests[g];
+      for (int k = 0; k < (second_mask ? 2 : 1); ++k) {
+        const __m256i ix = k == 0 ? x0 : _mm256_sub_epi32(x0, wide);  // wide lanes are -1
+        const __m256i iy = k == 0 ? y0 : _mm256_sub_epi32(y0, tall);
+        const PixelTest8 t =
+            TestPixel8(v, PixelCenterNdc8(ix, width), PixelCenterNdc8(iy, height));
+        gh.hits[k] = static_cast<uint8_t>(t.mask & (k == 0 ? small_mask : second_mask));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(r.pixel[k]),
+                           _mm256_add_epi32(_mm256_mullo_epi32(iy, size_w), ix));
+        _mm256_store_ps(r.z[k], t.z);
+        _mm256_store_ps(r.b0[k], t.b0);
+        _mm256_store_ps(r.b1[k], t.b1);
+        _mm256_store_ps(r.b2[k], t.b2);
       }
     }
+    WriteGroups8(tests, group_hits, groups, batch, clip, bounds, triangles, width, height,
+                 row_begin, row_end, ids, bary, depth);
   }
   for (int64_t t = simd_end; t < triangle_count; ++t) {
     RasterizeTriangle(clip, bounds, triangles, t, width, height, row_begin, row_end, ids, bary,
