@@ -226,9 +226,7 @@ def _extract_one(image, rect, angle, size, dlib_rounding):
   rect, sub = tf.while_loop(lambda r, _: _needs_pyramid(r, size), body, (rect, sub),
                             shape_invariants=(rect.shape, tf.TensorShape([None, None,
                                                                           image.shape[-1]])))
-  points = _sample_points(rect, angle, size)
-  chip = _bilinear(sub[None], points[None, ..., 0], points[None, ..., 1])[0]
-  return _truncate(chip) if dlib_rounding else chip
+  return _extract_direct(sub[None], rect[None], angle[None], size, dlib_rounding)[0]
 
 
 def _extract_direct(images, rect, angle, size, dlib_rounding):
